@@ -1,0 +1,77 @@
+"""Command line: python -m gateway run | check | idp | demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .config import load_config
+from .errors import ConfigError
+from .report import describe_config
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    path = args.config or os.environ.get("GATEWAY_CONFIG")
+    if not path:
+        raise SystemExit("error: give --config FILE or set GATEWAY_CONFIG")
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    try:
+        config = load_config(_config_path(args))
+    except ConfigError as exc:
+        return _print_problems(exc)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    serve(config, workers=args.workers)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    print(describe_config(config))
+    print(f"{path}: OK")
+    return 0
+
+
+def _print_problems(exc: ConfigError) -> int:
+    for line in exc.problems:
+        print(line, file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["idp"]:
+        from .idp.cli import main as idp_main
+
+        return idp_main(argv[1:])
+    if argv[:1] == ["demo"]:
+        from .demo.cli import main as demo_main
+
+        return demo_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="Authentication gateway for AWS Cognito")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the gateway")
+    run.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+    run.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    run.set_defaults(func=cmd_run)
+    check = commands.add_parser("check", help="validate a config and print what it resolves to")
+    check.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+    check.set_defaults(func=cmd_check)
+    commands.add_parser("idp", help="run the local Cognito (python -m gateway idp --help)")
+    commands.add_parser("demo", help="local Cognito + demo app + gateway on one laptop")
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""create_app(config): wires config -> middleware -> proxy into one aiohttp Application."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .config import Config
+from .ops.health import add_health_routes
+from .proxy.http import HttpProxy, request_host
+from .proxy.routing import Router
+from .proxy.websocket import bridge, close_bridges, is_websocket_upgrade
+from .responses import error_response
+
+CONFIG = web.AppKey("config", Config)
+PROXY = web.AppKey("proxy", HttpProxy)
+OPEN_WEBSOCKETS = web.AppKey("open_websockets", set)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def parser_limits(config: Config) -> dict[str, int]:
+    """Limits for aiohttp's HTTP parser: above ours, so our middleware can answer 431 with a reason.
+
+    A single line far beyond the limit is still refused by the parser itself (400).
+    """
+    limit = max(config.limits.max_header_size * 2, 8190)
+    return {"max_line_size": limit, "max_field_size": limit}
+
+
+@web.middleware
+async def header_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = request.app[CONFIG].limits.max_header_size
+    size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+    if size > limit:
+        return error_response(request, 431, "headers_too_large", f"The request headers are larger than {limit} bytes.")
+    return await handler(request)
+
+
+async def proxy_handler(request: web.Request) -> web.StreamResponse:
+    proxy = request.app[PROXY]
+    route = proxy.router.select(request_host(request), request.path)
+    if route is None:
+        return error_response(request, 404, "no_upstream", "No application is configured for this path.")
+    headers = proxy.upstream_headers(request, route)
+    if is_websocket_upgrade(request):
+        return await bridge(request, route, headers, proxy.session, request.app[OPEN_WEBSOCKETS])
+    return await proxy.forward(request, route, headers)
+
+
+def _client_session_ctx(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def client_session(app: web.Application) -> AsyncIterator[None]:
+        # One pooled session for every upstream: keep-alive connections are reused across requests.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # bytes pass through as the upstream encoded them
+            cookie_jar=aiohttp.DummyCookieJar(),  # never mix one user's upstream cookies into another's
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        app[PROXY] = HttpProxy(Router(config.upstreams), session, config.trusted_proxies)
+        yield
+        await session.close()
+
+    return client_session
+
+
+async def _close_websockets(app: web.Application) -> None:
+    await close_bridges(app[OPEN_WEBSOCKETS])
+
+
+def create_app(config: Config) -> web.Application:
+    """The gateway as an aiohttp Application; everything it holds is reachable from here."""
+    app = web.Application(middlewares=[header_limit], client_max_size=0)
+    app[CONFIG] = config
+    app[OPEN_WEBSOCKETS] = set()
+    add_health_routes(app)
+    app.cleanup_ctx.append(_client_session_ctx(config))
+    app.on_shutdown.append(_close_websockets)
+    app.router.add_route("*", "/{tail:.*}", proxy_handler)
+    return app

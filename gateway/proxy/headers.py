@@ -1,0 +1,103 @@
+"""Which request and response headers cross the proxy, and the X-Forwarded-* / Forwarded policy."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# RFC 9110 §7.6.1 plus the de-facto ones; never forwarded in either direction.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Proxy-Authenticate",
+        "Proxy-Connection",
+    )
+)
+FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "Forwarded")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    """Header names a Connection header declares hop-by-hop (`Connection: close, X-Foo`)."""
+    listed: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        listed.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return listed
+
+
+def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
+    """A copy of `headers` without hop-by-hop headers and without the names in `drop`."""
+    skip = HOP_BY_HOP | connection_listed(headers) | {d.lower() for d in drop}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
+
+
+def is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
+    if not peer or not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """How the client reached us: what X-Forwarded-* will say."""
+
+    peer: str
+    proto: str
+    host: str
+    port: str
+
+
+def _forwarded_node(address: str) -> str:
+    # RFC 7239 §6: IPv6 addresses are bracketed and the value quoted.
+    return f'"[{address}]"' if ":" in address else address
+
+
+def forwarding_headers(
+    incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool
+) -> CIMultiDict[str]:
+    """X-Forwarded-For/-Proto/-Host/-Port and Forwarded for the upstream request.
+
+    From a trusted proxy the chain it sent is kept and extended; from anyone else
+    every incoming value is replaced, so a client cannot forge its address.
+    """
+    out: CIMultiDict[str] = CIMultiDict()
+    prior_for = ", ".join(incoming.getall("X-Forwarded-For", ())) if trusted else ""
+    out["X-Forwarded-For"] = f"{prior_for}, {client.peer}" if prior_for else client.peer
+    for name, own in (("X-Forwarded-Proto", client.proto), ("X-Forwarded-Host", client.host), ("X-Forwarded-Port", client.port)):
+        out[name] = incoming.get(name, own) if trusted else own
+    element = f"for={_forwarded_node(client.peer)};proto={client.proto}"
+    if client.host:
+        element += f';host="{client.host}"'
+    prior = ", ".join(incoming.getall("Forwarded", ())) if trusted else ""
+    out["Forwarded"] = f"{prior}, {element}" if prior else element
+    return out
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool, host_header: str, upstream_host: str
+) -> CIMultiDict[str]:
+    """The headers the upstream receives, before identity headers are added."""
+    headers = end_to_end(incoming, drop=("Host", *FORWARDED_HEADERS))
+    headers.extend(forwarding_headers(incoming, client, trusted))
+    if host_header == "preserve":
+        headers["Host"] = incoming.get("Host", upstream_host)
+    elif host_header == "upstream":
+        headers["Host"] = upstream_host
+    else:
+        headers["Host"] = host_header
+    return headers

@@ -1,0 +1,124 @@
+"""Streaming HTTP proxy: bodies flow through in both directions, never buffered whole."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from ..responses import error_response
+from .headers import ClientView, end_to_end, is_trusted, upstream_request_headers
+from .routing import Route, Router
+
+log = logging.getLogger("gateway.proxy")
+
+CHUNK = 64 * 1024
+# aiohttp's client would otherwise invent these; the upstream must see what the client sent.
+SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def split_host(host_header: str) -> tuple[str, str]:
+    """`example.com:8080` -> (`example.com`, `8080`); `[::1]:80` -> (`::1`, `80`)."""
+    if host_header.startswith("["):
+        end = host_header.find("]")
+        rest = host_header[end + 1 :]
+        return host_header[1:end], rest[1:] if rest.startswith(":") else ""
+    host, _, port = host_header.partition(":")
+    return host, port
+
+
+def client_view(request: web.BaseRequest) -> ClientView:
+    host_header = request.headers.get("Host", "")
+    port = split_host(host_header)[1] or ("443" if request.secure else "80")
+    return ClientView(peer=request.remote or "", proto=request.scheme, host=host_header, port=port)
+
+
+def request_host(request: web.BaseRequest) -> str:
+    """The Host name without port, lower-cased, for routing."""
+    return split_host(request.headers.get("Host", ""))[0].lower()
+
+
+async def _limited(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    sent = 0
+    async for chunk in stream.iter_chunked(CHUNK):
+        sent += len(chunk)
+        if sent > limit:
+            raise BodyTooLarge()
+        yield chunk
+
+
+class HttpProxy:
+    """Forwards a request to the upstream its route names and streams the answer back."""
+
+    def __init__(self, router: Router, session: aiohttp.ClientSession, trusted_proxies: tuple) -> None:
+        self.router = router
+        self.session = session
+        self.trusted_proxies = trusted_proxies
+
+    def upstream_headers(self, request: web.BaseRequest, route: Route) -> CIMultiDict[str]:
+        trusted = is_trusted(request.remote, self.trusted_proxies)
+        headers = upstream_request_headers(
+            request.headers, client_view(request), trusted, route.upstream.host_header, route.upstream_host
+        )
+        headers.popall("Expect", None)  # aiohttp's server already answered 100-continue
+        return headers
+
+    async def forward(self, request: web.Request, route: Route, headers: CIMultiDict[str]) -> web.StreamResponse:
+        upstream = route.upstream
+        limit = upstream.max_body_size
+        if limit is not None and request.content_length is not None and request.content_length > limit:
+            return _too_large(request, limit)
+        body = None
+        if request.body_exists:
+            body = request.content if limit is None else _limited(request.content, limit)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
+        try:
+            async with self.session.request(
+                request.method,
+                route.target(request.raw_path),
+                headers=headers,
+                data=body,
+                timeout=timeout,
+                allow_redirects=False,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+            ) as answer:
+                return await self._stream_back(request, answer)
+        except BodyTooLarge:
+            return _too_large(request, limit or 0)
+        except asyncio.TimeoutError:
+            log.warning("upstream timeout: %s %s", request.method, upstream.url)
+            return error_response(request, 504, "upstream_timeout", "The application did not answer in time.")
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("upstream error: %s %s: %s", request.method, upstream.url, exc.__class__.__name__)
+            return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
+
+    async def _stream_back(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
+        response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=end_to_end(answer.headers))
+        if "Content-Length" not in answer.headers and (answer.status in (204, 304) or request.method == "HEAD"):
+            response.headers.popall("Transfer-Encoding", None)
+        await response.prepare(request)
+        try:
+            async for chunk in answer.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # Headers are already sent: the only honest signal left is to cut the connection,
+            # so the client sees a truncated response instead of a complete-looking one.
+            log.warning("upstream failed mid-response: %s", exc.__class__.__name__)
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionResetError:
+            pass  # the client went away; leaving the context closes the upstream connection
+        return response
+
+
+def _too_large(request: web.BaseRequest, limit: int) -> web.Response:
+    return error_response(request, 413, "body_too_large", f"The request body is larger than {limit} bytes.")

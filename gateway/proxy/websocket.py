@@ -1,0 +1,116 @@
+"""WebSocket bridging: frames, pings and close codes relayed both ways, with back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from ..responses import error_response
+from .routing import Route
+
+log = logging.getLogger("gateway.proxy")
+
+# The client library writes its own handshake; copies of the browser's would conflict.
+_HANDSHAKE = ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol")
+# Codes that may appear in a received close frame's status but must never be sent (RFC 6455 §7.4.1).
+_RESERVED_CLOSE_CODES = frozenset({1005, 1006, 1015})
+
+
+def is_websocket_upgrade(request: web.BaseRequest) -> bool:
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+Pair = tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
+
+
+async def close_bridges(open_pairs: set[Pair]) -> None:
+    """On shutdown: tell both ends we are going away; each relay then ends by itself."""
+    for client, upstream in list(open_pairs):
+        await asyncio.gather(
+            client.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"gateway shutting down"),
+            upstream.close(code=aiohttp.WSCloseCode.GOING_AWAY),
+            return_exceptions=True,
+        )
+
+
+async def bridge(
+    request: web.Request,
+    route: Route,
+    headers: CIMultiDict[str],
+    session: aiohttp.ClientSession,
+    open_pairs: set[Pair],
+) -> web.StreamResponse:
+    """Open the upstream WebSocket first, so its refusal can be reported as an HTTP error."""
+    for name in _HANDSHAKE:
+        headers.popall(name, None)
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    upstream_cfg = route.upstream
+    try:
+        async with asyncio.timeout(upstream_cfg.connect_timeout + upstream_cfg.read_timeout):
+            upstream = await session.ws_connect(
+                route.target(request.raw_path),
+                headers=headers,
+                protocols=protocols,
+                autoclose=False,
+                autoping=False,
+                max_msg_size=0,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+            )
+    except aiohttp.WSServerHandshakeError as exc:
+        status = exc.status if 400 <= exc.status < 500 else 502
+        return error_response(request, status, "upstream_refused_websocket", "The application refused the WebSocket.")
+    except asyncio.TimeoutError:
+        return error_response(request, 504, "upstream_timeout", "The application did not answer in time.")
+    except (aiohttp.ClientError, OSError):
+        return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
+
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False, autoping=False, max_msg_size=0
+    )
+    pair = (client, upstream)
+    open_pairs.add(pair)
+    try:
+        await client.prepare(request)
+        # Each relay ends by itself once either side closes (see _relay), so plain gather is enough.
+        await asyncio.gather(_relay(client, upstream), _relay(upstream, client))
+    finally:
+        open_pairs.discard(pair)
+        await upstream.close()
+    return client
+
+
+async def _relay(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    """Copy frames from source to sink until one side closes.
+
+    `send_*` waits for the sink's transport to drain, so a slow reader slows the writer
+    instead of filling the gateway's memory.
+    """
+    while True:
+        message = await source.receive()
+        kind = message.type
+        if kind is WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif kind is WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif kind is WSMsgType.PING:
+            await sink.ping(message.data)
+        elif kind is WSMsgType.PONG:
+            await sink.pong(message.data)
+        elif kind is WSMsgType.CLOSE:
+            code = message.data if message.data and message.data not in _RESERVED_CLOSE_CODES else 1000
+            reason = (message.extra or "").encode()
+            await sink.close(code=code, message=reason)  # waits for the far side's reply
+            await source.close(code=code, message=reason)  # then answers the side that began
+            return
+        elif kind is WSMsgType.CLOSING:
+            return  # the other relay is closing this socket
+        else:  # CLOSED or ERROR: the source is gone without a close handshake
+            await sink.close(code=1011 if kind is WSMsgType.ERROR else 1001)
+            return

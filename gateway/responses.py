@@ -1,0 +1,43 @@
+"""Small error responses, JSON or HTML by what the client accepts; never a traceback."""
+
+from __future__ import annotations
+
+import html
+import json
+from http import HTTPStatus
+
+from aiohttp import web
+
+
+def wants_json(request: web.BaseRequest) -> bool:
+    """API-style clients: Accept prefers JSON, an XHR, or a method a browser form would not navigate with."""
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        return True
+    if request.headers.get("X-Requested-With"):
+        return True
+    return request.method not in ("GET", "HEAD")
+
+
+def error_response(
+    request: web.BaseRequest, status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """`error` is a short machine code (`upstream_unreachable`), `message` one human sentence."""
+    if wants_json(request) or "text/html" not in request.headers.get("Accept", "text/html"):
+        body = json.dumps({"error": error, "message": message})
+        return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+    title = f"{status} {_reason(status)}"
+    page = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        "<body style=\"font:16px system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222\">"
+        f"<h1 style=\"font-size:1.4em\">{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    return web.Response(status=status, text=page, content_type="text/html", headers=headers)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

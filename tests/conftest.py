@@ -1,0 +1,6 @@
+"""Shared fixtures: every server runs for real on an ephemeral 127.0.0.1 port."""
+
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.idp",
+]
