@@ -18,18 +18,19 @@ from .ops.access_log import AccessLogger
 log = logging.getLogger("gateway")
 
 
-def run_until_signalled(start: Callable[[], Awaitable[web.AppRunner]]) -> None:
-    """Run `start()` (which returns a started runner), then wait for SIGTERM/SIGINT and clean up."""
+def run_until_signalled(start: Callable[[], Awaitable[list[web.AppRunner]]]) -> None:
+    """Run `start()` (which returns started runners), wait for SIGTERM/SIGINT, then clean up in order."""
 
     async def main() -> None:
-        runner = await start()
+        runners = await start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("draining: finishing in-flight requests")
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
 
     _event_loop_run(main())
 
@@ -41,6 +42,10 @@ def _event_loop_run(coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run(coro)
     else:
         uvloop.run(coro)
+
+
+async def _start(config: Config, reuse_port: bool = False) -> list[web.AppRunner]:
+    return [await start_gateway(config, reuse_port)]
 
 
 async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunner:
@@ -60,13 +65,13 @@ async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunn
 
 def _worker(config: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    run_until_signalled(lambda: start_gateway(config, reuse_port=True))
+    run_until_signalled(lambda: _start(config, reuse_port=True))
 
 
 def serve(config: Config, workers: int = 1) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests get `shutdown_grace` to finish."""
     if workers <= 1:
-        run_until_signalled(lambda: start_gateway(config))
+        run_until_signalled(lambda: _start(config))
         return
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(config,), name=f"gateway-worker-{i}") for i in range(workers)]

@@ -21,8 +21,21 @@ CHUNK = 64 * 1024
 SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyLimit:
+    """Counts a streamed request body; aiohttp's writer swallows exceptions, so the verdict is a flag."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.exceeded = False
+
+    async def stream(self, source: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in source.iter_chunked(CHUNK):
+            sent += len(chunk)
+            if sent > self.limit:
+                self.exceeded = True
+                raise ValueError("request body over the limit")
+            yield chunk
 
 
 def split_host(host_header: str) -> tuple[str, str]:
@@ -46,15 +59,6 @@ def request_host(request: web.BaseRequest) -> str:
     return split_host(request.headers.get("Host", ""))[0].lower()
 
 
-async def _limited(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
-    sent = 0
-    async for chunk in stream.iter_chunked(CHUNK):
-        sent += len(chunk)
-        if sent > limit:
-            raise BodyTooLarge()
-        yield chunk
-
-
 class HttpProxy:
     """Forwards a request to the upstream its route names and streams the answer back."""
 
@@ -76,9 +80,10 @@ class HttpProxy:
         limit = upstream.max_body_size
         if limit is not None and request.content_length is not None and request.content_length > limit:
             return _too_large(request, limit)
+        body_limit = BodyLimit(limit) if limit is not None else None
         body = None
         if request.body_exists:
-            body = request.content if limit is None else _limited(request.content, limit)
+            body = request.content if body_limit is None else body_limit.stream(request.content)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
         try:
             async with self.session.request(
@@ -91,12 +96,12 @@ class HttpProxy:
                 skip_auto_headers=SKIP_AUTO_HEADERS,
             ) as answer:
                 return await self._stream_back(request, answer)
-        except BodyTooLarge:
-            return _too_large(request, limit or 0)
         except asyncio.TimeoutError:
             log.warning("upstream timeout: %s %s", request.method, upstream.url)
             return error_response(request, 504, "upstream_timeout", "The application did not answer in time.")
         except (aiohttp.ClientError, OSError) as exc:
+            if body_limit is not None and body_limit.exceeded:
+                return _too_large(request, body_limit.limit)
             log.warning("upstream error: %s %s: %s", request.method, upstream.url, exc.__class__.__name__)
             return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 

@@ -17,8 +17,8 @@ class Route:
     def matches(self, host: str, path: str) -> bool:
         if self.upstream.host is not None and self.upstream.host != host:
             return False
-        prefix = self.upstream.path
-        return prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+        prefix = self.upstream.path.rstrip("/")  # "/api" and "/api/" both mean the /api subtree
+        return not prefix or path == prefix or path.startswith(prefix + "/")
 
     def target(self, raw_path_qs: str) -> URL:
         """The upstream URL for a raw (still percent-encoded) path and query, forwarded exactly."""
