@@ -16,25 +16,6 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     GATEWAY_LISTEN=0.0.0.0:8080
 
-WORKDIR /src
-
-# Dependencies first, read from pyproject.toml, so editing the code does not reinstall them.
-COPY pyproject.toml constraints.txt ./
-RUN python3 -m venv /opt/venv \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
-
-# The project itself; --no-deps because they are all in the layer above.
-COPY . .
-RUN pip install --no-cache-dir --no-deps -c constraints.txt . \
-    && mkdir -p /etc/gateway \
-    && cp -r config/. /etc/gateway/ \
-    && rm -rf /src/*
-
-# Any non-root uid works: no files are written at run time, so no user account is needed
-# (useradd is missing from minimal Debian roots).
-USER 10001:10001
-WORKDIR /tmp
 EXPOSE 8080
 
 # Python instead of curl (absent from slim images); asks the port from GATEWAY_LISTEN.
@@ -43,3 +24,23 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 
 ENTRYPOINT ["python", "-m", "gateway"]
 CMD ["run", "--config", "/etc/gateway/gateway.yaml"]
+
+# Everything above stays cached; only the steps below rerun, so they are few and come last.
+WORKDIR /src
+
+# Dependencies first, read from pyproject.toml, so editing the code does not reinstall them.
+COPY pyproject.toml constraints.txt ./
+RUN python3 -m venv /opt/venv \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
+
+# The project itself (--no-deps: they are all in the layer above); config/ becomes /etc/gateway.
+COPY . .
+RUN pip install --no-cache-dir --no-deps -c constraints.txt . \
+    && mkdir -p /etc/gateway \
+    && cp -r config/. /etc/gateway/ \
+    && rm -rf /src/*
+
+# Any non-root uid works: nothing is written at run time, so no account is needed
+# (useradd is missing from minimal Debian roots).
+USER 10001:10001

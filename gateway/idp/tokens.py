@@ -37,7 +37,7 @@ def new_origin_jti() -> str:
 
 
 def new_refresh_token() -> str:
-    parts = [_JWE_HEADER, _random(256), _random(12), _random(1200), _random(16)]
+    parts = [_JWE_HEADER, _random(256), _random(12), _random(1000), _random(16)]
     return ".".join(parts)
 
 

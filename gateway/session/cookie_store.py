@@ -1,0 +1,89 @@
+"""Encrypted, chunked cookie sessions: an aiohttp-session storage.
+
+A Cognito session (id + access + refresh token) is 4-6 KB, over the ~4 KB a browser keeps in
+one cookie, so the sealed value is split into `<name>_0`, `<name>_1`, … Each Set-Cookie line
+stays under 4,000 bytes with its attributes. Anything that does not open (tampered, truncated,
+sealed with a removed key, too old) is simply no session.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import AbstractStorage, Session
+
+from .crypto import SecretBox
+
+MAX_SET_COOKIE_BYTES = 4000
+_ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
+MAX_CHUNKS = 8  # a bound on what we read back: a client cannot make us join 1,000 cookies
+
+
+def cookie_attributes(secure: bool) -> dict[str, Any]:
+    return {"path": "/", "httponly": True, "samesite": "Lax", "secure": secure}
+
+
+def prefixed(name: str, secure: bool) -> str:
+    # __Host- makes the browser refuse the cookie unless Secure, Path=/ and host-only: no subdomain can set it.
+    return f"__Host-{name}" if secure else name
+
+
+class ChunkedCookieStorage(AbstractStorage):
+    def __init__(self, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
+        name = prefixed(cookie_name, secure)
+        super().__init__(cookie_name=name, max_age=int(max_lifetime), **cookie_attributes(secure))
+        self.box = box
+        self.secure = secure
+        self.max_lifetime = max_lifetime
+        self.chunk_size = MAX_SET_COOKIE_BYTES - _ATTRIBUTE_ALLOWANCE - len(name) - 3
+
+    def chunk_names(self, request: web.BaseRequest) -> list[str]:
+        """The chunk cookies this request carries, in order, stopping at the first gap."""
+        names = []
+        for index in range(MAX_CHUNKS):
+            name = f"{self.cookie_name}_{index}"
+            if name not in request.cookies:
+                break
+            names.append(name)
+        return names
+
+    def owns_cookie(self, name: str) -> bool:
+        prefix = f"{self.cookie_name}_"
+        return name.startswith(prefix) and name[len(prefix) :].isdigit()
+
+    async def load_session(self, request: web.Request) -> Session:
+        names = self.chunk_names(request)
+        sealed = "".join(request.cookies[name] for name in names)
+        data = self._open(sealed) if sealed else None
+        if data is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=data, new=False, max_age=self.max_age)
+
+    def _open(self, sealed: str) -> dict[str, Any] | None:
+        plaintext = self.box.open(sealed, self.cookie_name.encode())
+        if plaintext is None:
+            return None
+        try:
+            data = json.loads(plaintext)
+        except ValueError:
+            return None
+        created = data.get("created") if isinstance(data, dict) else None
+        if not isinstance(created, (int, float)) or time.time() - created > self.max_lifetime:
+            return None
+        return data
+
+    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        old = self.chunk_names(request)
+        data = self._get_session_data(session)
+        chunks: list[str] = []
+        if data:
+            sealed = self.box.seal(json.dumps(data, separators=(",", ":")).encode(), self.cookie_name.encode())
+            chunks = [sealed[i : i + self.chunk_size] for i in range(0, len(sealed), self.chunk_size)]
+            remaining = max(0, int(session.created + self.max_lifetime - time.time()))
+            for index, chunk in enumerate(chunks):
+                response.set_cookie(f"{self.cookie_name}_{index}", chunk, max_age=remaining, **cookie_attributes(self.secure))
+        for name in old[len(chunks) :]:  # stale chunks of a longer session, or all of them on sign-out
+            response.del_cookie(name, **cookie_attributes(self.secure))

@@ -1,0 +1,73 @@
+"""What a signed-in browser carries: the tokens, their expiry and when the session began."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+
+def unverified_payload(token: str) -> dict[str, Any]:
+    """A JWT's payload without checking the signature.
+
+    Only for tokens that were verified when they arrived and have since lived inside an
+    authenticated (AEAD) session: re-verifying the RSA signature on every request would be
+    wasted work, and the session cannot be forged without the session secret.
+    """
+    try:
+        segment = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    id_token: str
+    access_token: str
+    refresh_token: str | None
+    access_expires_at: float
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id_token,
+            "at": self.access_token,
+            "rt": self.refresh_token,
+            "exp": int(self.access_expires_at),
+            "iat": int(self.created_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SignedIn | None":
+        try:
+            return cls(str(data["id"]), str(data["at"]), data.get("rt"), float(data["exp"]), float(data["iat"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @cached_property
+    def claims(self) -> dict[str, Any]:
+        """Identity claims: the id token's, plus scope and groups from the access token."""
+        claims = dict(unverified_payload(self.id_token))
+        access = unverified_payload(self.access_token)
+        if "scope" in access:
+            claims.setdefault("scope", access["scope"])
+        if "cognito:groups" in access:
+            claims.setdefault("cognito:groups", access["cognito:groups"])
+        return claims
+
+    @property
+    def username(self) -> str:
+        claims = self.claims
+        return str(claims.get("cognito:username") or claims.get("username") or claims.get("preferred_username") or claims.get("sub", ""))
+
+    @property
+    def groups(self) -> list[str]:
+        groups = self.claims.get("cognito:groups") or self.claims.get("groups") or []
+        return [str(g) for g in groups] if isinstance(groups, list) else [str(groups)]
+
+    def expires_within(self, seconds: float, now: float | None = None) -> bool:
+        return self.access_expires_at - (time.time() if now is None else now) <= seconds
