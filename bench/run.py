@@ -113,6 +113,15 @@ def direct(bench: Bench, upstream: str) -> str:
     return upstream
 
 
+def bare_proxy(bench: Bench, upstream: str) -> str:
+    """aiohttp's own floor: the smallest streaming proxy (bench/bare_proxy.py), one process."""
+    port = free_port()
+    cmd = [sys.executable, str(BENCH / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
+    process = bench.spawn("bare-proxy", cmd)
+    bench.wait_ready("bare-proxy", process, f"http://127.0.0.1:{port}/")
+    return f"http://127.0.0.1:{port}/"
+
+
 def gateway_plain(bench: Bench, upstream: str) -> str:
     """The gateway as a plain reverse proxy: no provider, so no sign-in and no session work."""
     port = free_port()
@@ -180,6 +189,7 @@ class Target:
 # names the ratio columns compare against.
 TARGETS = [
     Target("direct", direct),
+    Target("bare aiohttp proxy", bare_proxy),
     Target("gateway (plain proxy)", gateway_plain),
     Target("nginx", nginx),
 ]

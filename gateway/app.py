@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
+from .auth.middleware import PROXY_ROUTE, Handler
+from .auth.setup import gateway_cookie_filter, setup_auth
 from .config import Config
 from .ops.health import add_health_routes
 from .proxy.http import HttpProxy, request_host
@@ -17,8 +19,6 @@ from .responses import error_response
 CONFIG = web.AppKey("config", Config)
 PROXY = web.AppKey("proxy", HttpProxy)
 OPEN_WEBSOCKETS = web.AppKey("open_websockets", set)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def parser_limits(config: Config) -> dict[str, int]:
@@ -60,7 +60,8 @@ def _client_session_ctx(config: Config) -> Callable[[web.Application], AsyncIter
             cookie_jar=aiohttp.DummyCookieJar(),  # never mix one user's upstream cookies into another's
             timeout=aiohttp.ClientTimeout(total=None),
         )
-        app[PROXY] = HttpProxy(Router(config.upstreams), session, config.trusted_proxies)
+        private_cookie = gateway_cookie_filter(config.session.cookie_name) if config.auth_enabled else None
+        app[PROXY] = HttpProxy(Router(config.upstreams), session, config.trusted_proxies, private_cookie)
         yield
         await session.close()
 
@@ -79,5 +80,7 @@ def create_app(config: Config) -> web.Application:
     add_health_routes(app)
     app.cleanup_ctx.append(_client_session_ctx(config))
     app.on_shutdown.append(_close_websockets)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler)
+    if config.auth_enabled:
+        setup_auth(app, config)
+    app.router.add_route("*", "/{tail:.*}", proxy_handler, name=PROXY_ROUTE)
     return app

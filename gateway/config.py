@@ -53,6 +53,7 @@ class ProviderConfig:
     client_id: str
     cognito: CognitoConfig | None = None
     issuer: str | None = None
+    kind: str = "cognito"  # cognito: Cognito's claims and Hosted UI; oidc: any OpenID provider
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     algorithms: tuple[str, ...] = ("RS256",)
@@ -349,6 +350,7 @@ def _provider(s: _Section) -> ProviderConfig:
         client_id=s.required("client_id", _string) or "",
         cognito=cognito,
         issuer=issuer,
+        kind=s.get("kind", "cognito", _one_of("cognito", "oidc")),
         client_secret=s.get("client_secret", None, _string) or None,
         scopes=s.get("scopes", ("openid", "email", "profile"), _string_list),
         algorithms=s.get("algorithms", ("RS256",), algorithms),

@@ -20,10 +20,19 @@ def wants_json(request: web.BaseRequest) -> bool:
 
 
 def error_response(
-    request: web.BaseRequest, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    request: web.BaseRequest,
+    status: int,
+    error: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    json_only: bool = False,
+    link: tuple[str, str] | None = None,
 ) -> web.Response:
-    """`error` is a short machine code (`upstream_unreachable`), `message` one human sentence."""
-    if wants_json(request) or "text/html" not in request.headers.get("Accept", "text/html"):
+    """`error` is a short machine code (`upstream_unreachable`), `message` one human sentence.
+
+    `link` is (url, text) for a way forward on the HTML page, e.g. "Sign in again".
+    """
+    if json_only or wants_json(request) or "text/html" not in request.headers.get("Accept", "text/html"):
         body = json.dumps({"error": error, "message": message})
         return web.Response(status=status, text=body, content_type="application/json", headers=headers)
     title = f"{status} {_reason(status)}"
@@ -31,7 +40,9 @@ def error_response(
         "<!doctype html><html lang=en><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title>"
         "<body style=\"font:16px system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222\">"
-        f"<h1 style=\"font-size:1.4em\">{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+        f"<h1 style=\"font-size:1.4em\">{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+        + (f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>' if link else "")
+        + "</body></html>"
     )
     return web.Response(status=status, text=page, content_type="text/html", headers=headers)
 

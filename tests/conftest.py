@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.idp",
+    "tests.fixtures.browser",
+    "tests.fixtures.stack",
 ]

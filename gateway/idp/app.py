@@ -18,11 +18,15 @@ log = logging.getLogger("gateway.idp")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_idp_app(config: IdpConfig) -> web.Application:
-    """Build the app: discovery, JWKS, Hosted UI, OAuth2 endpoints, and `/_admin` if enabled."""
+def create_idp_app(config: IdpConfig, *, keys: KeyRing | None = None) -> web.Application:
+    """Build the app: discovery, JWKS, Hosted UI, OAuth2 endpoints, and `/_admin` if enabled.
+
+    `keys` replaces the configured signing keys: test suites pass one ring's keys
+    to many apps, since loading (validating) an RSA key costs tens of milliseconds.
+    """
     app = web.Application(middlewares=[_never_500], client_max_size=64 * 1024)
     app[CONFIG] = config
-    app[KEYS] = KeyRing.from_config(config.signing_keys, config.generated_key_count)
+    app[KEYS] = keys or KeyRing.from_config(config.signing_keys, config.generated_key_count)
     app[STORE] = Store(config)
     app[HOOKS] = Hooks()
     pool = config.user_pool_id

@@ -50,7 +50,6 @@ class ClientConfig:
     logout_urls: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     flows: tuple[str, ...] = ("code",)
-    identity_providers: tuple[str, ...] = ("COGNITO",)
 
     @property
     def is_confidential(self) -> bool:
@@ -222,7 +221,6 @@ def _parse_clients(check: Checker, raw: Any) -> list[ClientConfig]:
                 logout_urls=tuple(check.url_list(item, "logout_urls", path)),
                 scopes=tuple(check.scope_list(item, "scopes", path, STANDARD_SCOPES)),
                 flows=flows,
-                identity_providers=tuple(check.string_list(item, "identity_providers", path=path) or ["COGNITO"]),
             )  # fmt: skip
         )
     return clients

@@ -143,6 +143,8 @@ class Store:
     # authorization codes --------------------------------------------------------------------
 
     def add_code(self, code: AuthCode) -> str:
+        now = time.time()  # unused codes would otherwise pile up in a long-running IdP
+        self._codes = {k: c for k, c in self._codes.items() if c.expires_at > now}
         value = str(uuid.uuid4())
         self._codes[value] = code
         return value
@@ -155,6 +157,8 @@ class Store:
     # refresh tokens -------------------------------------------------------------------------
 
     def add_refresh(self, token: str, record: RefreshRecord) -> None:
+        now = time.time()
+        self._refresh = {k: r for k, r in self._refresh.items() if r.expires_at > now}
         self._refresh[token_hash(token)] = record
         self._save()
 
@@ -178,6 +182,8 @@ class Store:
     # Hosted UI sessions ---------------------------------------------------------------------
 
     def add_session(self, username: str, lifetime: int) -> str:
+        now = time.time()
+        self._sessions = {k: s for k, s in self._sessions.items() if s.expires_at > now}
         session_id = secrets.token_urlsafe(32)
         self._sessions[session_id] = LoginSession(username, int(time.time()), time.time() + lifetime)
         return session_id

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from aiohttp import web
+
+Check = Callable[[], Awaitable[str | None]]  # None when fine, else a short reason
 
 
 @dataclass
 class Readiness:
-    """Starts not ready; the app marks itself ready once started and unready when draining."""
+    """Starts not ready; ready once started and every check passes; unready again when draining."""
 
     ready: bool = False
-    reasons: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)
+
+    async def problems(self) -> dict[str, str]:
+        if not self.ready:
+            return {"gateway": "starting or draining"}
+        found = {name: await check() for name, check in self.checks.items()}
+        return {name: reason for name, reason in found.items() if reason}
 
 
 READINESS = web.AppKey("readiness", Readiness)
@@ -23,10 +32,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    readiness = request.app[READINESS]
-    if readiness.ready and not readiness.reasons:
+    problems = await request.app[READINESS].problems()
+    if not problems:
         return web.json_response({"status": "ready"}, headers={"Cache-Control": "no-store"})
-    body = {"status": "not ready", "reasons": readiness.reasons or {"gateway": "starting or draining"}}
+    body = {"status": "not ready", "reasons": problems}
     return web.json_response(body, status=503, headers={"Cache-Control": "no-store"})
 
 

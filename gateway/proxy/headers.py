@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -101,3 +101,14 @@ def upstream_request_headers(
     else:
         headers["Host"] = host_header
     return headers
+
+
+def without_cookies(cookie_headers: list[str], drop: Callable[[str], bool]) -> str:
+    """One Cookie header value without the pairs whose name `drop` claims; other pairs untouched."""
+    kept = []
+    for header in cookie_headers:
+        for pair in header.split(";"):
+            pair = pair.strip()
+            if pair and not drop(pair.split("=", 1)[0].strip()):
+                kept.append(pair)
+    return "; ".join(kept)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from ..responses import error_response
-from .headers import ClientView, end_to_end, is_trusted, upstream_request_headers
+from .headers import ClientView, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
 
 log = logging.getLogger("gateway.proxy")
@@ -62,10 +62,17 @@ def request_host(request: web.BaseRequest) -> str:
 class HttpProxy:
     """Forwards a request to the upstream its route names and streams the answer back."""
 
-    def __init__(self, router: Router, session: aiohttp.ClientSession, trusted_proxies: tuple) -> None:
+    def __init__(
+        self,
+        router: Router,
+        session: aiohttp.ClientSession,
+        trusted_proxies: tuple,
+        private_cookie: Callable[[str], bool] | None = None,
+    ) -> None:
         self.router = router
         self.session = session
         self.trusted_proxies = trusted_proxies
+        self.private_cookie = private_cookie  # the gateway's own cookies: never sent upstream
 
     def upstream_headers(self, request: web.BaseRequest, route: Route) -> CIMultiDict[str]:
         trusted = is_trusted(request.remote, self.trusted_proxies)
@@ -73,6 +80,11 @@ class HttpProxy:
             request.headers, client_view(request), trusted, route.upstream.host_header, route.upstream_host
         )
         headers.popall("Expect", None)  # aiohttp's server already answered 100-continue
+        if self.private_cookie is not None and "Cookie" in headers:
+            without_ours = without_cookies(headers.getall("Cookie"), self.private_cookie)
+            headers.popall("Cookie")
+            if without_ours:
+                headers["Cookie"] = without_ours
         return headers
 
     async def forward(self, request: web.Request, route: Route, headers: CIMultiDict[str]) -> web.StreamResponse:

@@ -82,6 +82,8 @@ async def test_discovery_and_jwks_match_cognito_layout(idp: RunningIdp) -> None:
 
 async def test_authlib_completes_code_pkce_and_refresh(idp: RunningIdp, hosted_ui: HostedUIBrowser) -> None:
     with warnings.catch_warnings():  # Authlib flags its httpx integration as deprecated
+        import authlib.deprecate  # noqa: F401 - it installs an "always" filter on import; ignore must come after
+
         warnings.simplefilter("ignore")
         from authlib.integrations.httpx_client import AsyncOAuth2Client
     async with AsyncOAuth2Client(

@@ -1,0 +1,203 @@
+"""/oauth2/start, /oauth2/callback, /oauth2/sign_out and /oauth2/userinfo."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import secrets
+import time
+from urllib.parse import urlencode
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from ..config import Config
+from ..errors import ProviderError, TokenError
+from ..oidc.client import GrantError, TokenSet
+from ..oidc.provider import LoadedProvider, Provider
+from ..responses import error_response, wants_json
+from ..session.login_state import LoginState, LoginStateCookies
+from ..session.model import SignedIn
+from .return_to import safe_return_path
+
+log = logging.getLogger("gateway.auth")
+_PASSTHROUGH_VALUE = re.compile(r"^[\w.\-:@ ]{1,128}$")  # identity_provider names, language tags
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+async def current_user(request: web.Request) -> SignedIn | None:
+    """The signed-in identity of this request's session, if its access token is still valid."""
+    session = await get_session(request)
+    if session.empty:
+        return None
+    signed_in = SignedIn.from_dict(dict(session))
+    if signed_in is None or signed_in.expires_within(0):
+        return None
+    return signed_in
+
+
+def unauthenticated(request: web.Request, prefix: str) -> web.Response:
+    """Browsers are sent to sign in; API clients (JSON, XHR, non-GET, WebSocket) get 401."""
+    if wants_json(request) or request.headers.get("Upgrade", "").lower() == "websocket":
+        return error_response(
+            request, 401, "unauthenticated", "Sign-in required.", headers={"WWW-Authenticate": 'Bearer realm="gateway"'}
+        )
+    return redirect(f"{prefix}/start?{urlencode({'rd': request.raw_path})}")
+
+
+class SignIn:
+    def __init__(self, config: Config, provider: Provider, login_cookies: LoginStateCookies) -> None:
+        assert config.provider is not None and config.public_url is not None
+        self.config = config
+        self.provider = provider
+        self.login_cookies = login_cookies
+        self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
+        self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
+
+    async def _provider(self, request: web.Request) -> LoadedProvider | web.Response:
+        try:
+            return await self.provider.load()
+        except ProviderError:
+            return error_response(request, 503, "provider_unavailable", "The sign-in service cannot be reached right now. Try again in a moment.")
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        loaded = await self._provider(request)
+        if isinstance(loaded, web.Response):
+            return loaded
+        login = LoginState(
+            state=secrets.token_urlsafe(32),
+            nonce=secrets.token_urlsafe(32),
+            code_verifier=secrets.token_urlsafe(64),
+            return_to=safe_return_path(request.query.get("rd")),
+            created_at=time.time(),
+        )
+        provider = self.config.provider
+        assert provider is not None
+        params = {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": " ".join(provider.scopes),
+            "state": login.state,
+            "nonce": login.nonce,
+            "code_challenge": s256(login.code_verifier),
+            "code_challenge_method": "S256",
+        }
+        for ours, theirs in (("idp", "identity_provider"), ("lang", "lang")):
+            value = request.query.get(ours)
+            if value and _PASSTHROUGH_VALUE.match(value):
+                params[theirs] = value
+        signup = request.query.get("signup") == "1" and loaded.endpoints.signup
+        response = redirect(f"{loaded.endpoints.signup if signup else loaded.endpoints.authorize}?{urlencode(params)}")
+        self.login_cookies.save(request, response, login)
+        return response
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        state = request.query.get("state", "")
+        login = self.login_cookies.load(request, state) if state else None
+        if login is None:
+            return error_response(
+                request, 400, "invalid_state", "This sign-in is invalid or has expired. Please sign in again.", link=self.retry_link
+            )
+        response = await self._complete(request, login)
+        self.login_cookies.clear(response, state)  # one use only: a replayed callback finds no login
+        return response
+
+    async def _complete(self, request: web.Request, login: LoginState) -> web.Response:
+        query = request.query
+        if "error" in query:
+            status = 403 if query["error"] == "access_denied" else 400
+            detail = query.get("error_description") or query["error"]
+            message = f"The sign-in service refused the sign-in: {detail[:300]}"
+            return error_response(request, status, query["error"][:64], message, link=self.retry_link)
+        code = query.get("code")
+        if not code:
+            return error_response(request, 400, "missing_code", "The sign-in service sent no authorization code.")
+        loaded = await self._provider(request)
+        if isinstance(loaded, web.Response):
+            return loaded
+        try:
+            tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
+            signed_in = await verify_tokens(loaded, tokens, self.config.provider.kind, nonce=login.nonce)  # type: ignore[union-attr]
+        except GrantError as exc:
+            log.warning("code exchange refused: %s", exc.error)
+            message = f"The sign-in could not be completed ({exc.error}). Please sign in again."
+            return error_response(request, 400, "sign_in_failed", message, link=self.retry_link)
+        except TokenError as exc:
+            log.warning("token verification failed at sign-in: %s", exc.reason)
+            message = f"The sign-in service returned a token that failed verification ({exc.reason})."
+            return error_response(request, 400, "invalid_token", message, link=self.retry_link)
+        except ProviderError as exc:
+            log.warning("code exchange failed: %s", exc)
+            return error_response(request, 502, "provider_unavailable", "The sign-in service cannot be reached right now. Try again in a moment.")
+        session = await new_session(request)
+        session.update(signed_in.to_dict())
+        log.info("signed in: %s", signed_in.username)
+        return redirect(login.return_to)
+
+    async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        session = await get_session(request)
+        signed_in = None if session.empty else SignedIn.from_dict(dict(session))
+        session.invalidate()
+        loaded = self.provider.loaded
+        if signed_in is not None and signed_in.refresh_token and loaded is not None:
+            await loaded.client.revoke(signed_in.refresh_token)
+        return redirect(self._sign_out_destination(request, loaded, signed_in))
+
+    def _sign_out_destination(self, request: web.Request, loaded: LoadedProvider | None, signed_in: SignedIn | None) -> str:
+        provider = self.config.provider
+        assert provider is not None
+        back = f"{self.config.public_url}/"  # register exactly this as the app client's sign-out URL
+        if provider.sign_out_url:
+            return provider.sign_out_url
+        if loaded is None or not loaded.endpoints.logout:
+            return safe_return_path(request.query.get("rd"))
+        if provider.kind == "cognito":
+            return f"{loaded.endpoints.logout}?{urlencode({'client_id': provider.client_id, 'logout_uri': back})}"
+        params = {"client_id": provider.client_id, "post_logout_redirect_uri": back}
+        if signed_in is not None:
+            params["id_token_hint"] = signed_in.id_token
+        return f"{loaded.endpoints.logout}?{urlencode(params)}"
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        signed_in = await current_user(request)
+        if signed_in is None:
+            challenge = {"WWW-Authenticate": 'Bearer realm="gateway"'}
+            return error_response(request, 401, "unauthenticated", "Sign-in required.", headers=challenge, json_only=True)
+        claims = signed_in.claims
+        body = {
+            "sub": claims.get("sub"),
+            "username": signed_in.username,
+            "email": claims.get("email"),
+            "email_verified": claims.get("email_verified"),
+            "groups": signed_in.groups,
+            "expires_at": int(signed_in.access_expires_at),
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def verify_tokens(loaded: LoadedProvider, tokens: TokenSet, kind: str, nonce: str | None) -> SignedIn:
+    """Verify what the token endpoint returned; the session will trust these claims from now on."""
+    if not tokens.id_token:
+        raise TokenError("no id token in the response")
+    await loaded.verifier.verify(tokens.id_token, "id", nonce=nonce)
+    if kind == "cognito":
+        access_expires_at = float((await loaded.verifier.verify(tokens.access_token, "access"))["exp"])
+    else:  # a generic provider's access token may be opaque: trust the token endpoint's expires_in
+        access_expires_at = time.time() + tokens.expires_in
+    return SignedIn(
+        id_token=tokens.id_token,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        access_expires_at=access_expires_at,
+        created_at=time.time(),
+    )

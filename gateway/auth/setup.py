@@ -1,0 +1,87 @@
+"""Wires sign-in into the app: session storage, middleware, /oauth2/* routes, the provider's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Callable
+
+import aiohttp
+import redis.asyncio as redis
+from aiohttp import web
+from aiohttp_session import AbstractStorage, session_middleware
+
+from ..config import Config
+from ..ops.health import READINESS
+from ..oidc.provider import Provider
+from ..session.cookie_store import ChunkedCookieStorage
+from ..session.crypto import SecretBox
+from ..session.login_state import LoginStateCookies
+from ..session.redis_store import RedisSessionStorage
+from .login import SignIn
+from .middleware import require_sign_in
+
+SIGN_IN = web.AppKey("sign_in", SignIn)
+
+
+def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
+    """A predicate for the gateway's own cookies (session chunks, login state), never sent upstream."""
+
+    def is_ours(name: str) -> bool:
+        for prefix in ("__Host-", "__Secure-"):
+            name = name.removeprefix(prefix)
+        return name == cookie_name or name.startswith(cookie_name + "_")
+
+    return is_ours
+
+
+def _storage(config: Config, secure: bool) -> tuple[AbstractStorage, redis.Redis | None]:
+    session = config.session
+    box = SecretBox(session.secrets, "session")
+    if session.store == "redis":
+        client = redis.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return RedisSessionStorage(client, box, session.cookie_name, secure, session.max_lifetime), client
+    return ChunkedCookieStorage(box, session.cookie_name, secure, session.max_lifetime), None
+
+
+def setup_auth(app: web.Application, config: Config) -> None:
+    assert config.provider is not None and config.public_url is not None
+    secure = config.public_url.startswith("https://")
+    storage, redis_client = _storage(config, secure)
+    prefix = config.endpoints_prefix
+    login_cookies = LoginStateCookies(
+        SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", prefix + "/", secure
+    )
+
+    async def provider_lifetime(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            provider = Provider(config.provider, http)  # type: ignore[arg-type]
+            app[SIGN_IN] = SignIn(config, provider, login_cookies)
+
+            async def provider_problem() -> str | None:
+                return provider.last_error
+
+            app[READINESS].checks["provider"] = provider_problem
+            loader = asyncio.create_task(provider.keep_trying())
+            yield
+            loader.cancel()
+        if redis_client is not None:
+            await redis_client.aclose()
+
+    app.middlewares.extend([session_middleware(storage), require_sign_in(prefix)])
+    app.cleanup_ctx.append(provider_lifetime)
+    if redis_client is not None:
+        app[READINESS].checks["redis"] = lambda: _redis_problem(redis_client)
+
+    app.router.add_get(f"{prefix}/start", lambda r: r.app[SIGN_IN].start(r))
+    app.router.add_get(f"{prefix}/callback", lambda r: r.app[SIGN_IN].callback(r))
+    app.router.add_route("GET", f"{prefix}/sign_out", lambda r: r.app[SIGN_IN].sign_out(r))
+    app.router.add_route("POST", f"{prefix}/sign_out", lambda r: r.app[SIGN_IN].sign_out(r))
+    app.router.add_get(f"{prefix}/userinfo", lambda r: r.app[SIGN_IN].userinfo(r))
+
+
+async def _redis_problem(client: redis.Redis) -> str | None:
+    try:
+        await client.ping()
+        return None
+    except (redis.RedisError, OSError) as exc:
+        return f"redis unreachable: {exc.__class__.__name__}"

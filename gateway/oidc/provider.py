@@ -1,0 +1,77 @@
+"""Everything the gateway knows of its identity provider, loaded at start and retried until it answers.
+
+Signed-in users keep working while the provider is down (their sessions hold verified claims);
+only new sign-ins and refreshes need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..config import ProviderConfig
+from ..errors import ProviderError
+from .client import OidcClient
+from .endpoints import ProviderEndpoints, resolve_endpoints
+from .jwks import JwksCache
+from .verify import TokenVerifier, VerifyPolicy
+
+log = logging.getLogger("gateway.oidc")
+RETRY_DELAYS = (1, 2, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class LoadedProvider:
+    endpoints: ProviderEndpoints
+    client: OidcClient
+    verifier: TokenVerifier
+
+
+class Provider:
+    def __init__(self, config: ProviderConfig, http: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.http = http
+        self.loaded: LoadedProvider | None = None
+        self.last_error: str | None = "not loaded yet"
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> LoadedProvider:
+        """Endpoints and JWKS; raises ProviderError while the provider cannot be reached."""
+        if self.loaded is not None:
+            return self.loaded
+        async with self._lock:
+            if self.loaded is None:
+                try:
+                    self.loaded = await self._load()
+                    self.last_error = None
+                    log.info("identity provider ready: %s", self.loaded.endpoints.issuer)
+                except ProviderError as exc:
+                    self.last_error = str(exc)
+                    raise
+        return self.loaded
+
+    async def _load(self) -> LoadedProvider:
+        config = self.config
+        endpoints = await resolve_endpoints(self.http, config)
+        jwks = JwksCache(lambda: self.http, endpoints.jwks_uri, config.jwks_refetch_interval, config.timeout)
+        await jwks.refresh()
+        policy = VerifyPolicy(
+            issuer=endpoints.issuer, client_ids=(config.client_id,), algorithms=config.algorithms, claims=config.kind
+        )
+        client = OidcClient(self.http, endpoints, config.client_id, config.client_secret, config.timeout)
+        return LoadedProvider(endpoints, client, TokenVerifier(jwks, policy))
+
+    async def keep_trying(self) -> None:
+        """Background task at start: load, backing off, until it works."""
+        attempt = 0
+        while self.loaded is None:
+            try:
+                await self.load()
+            except ProviderError as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning("identity provider not reachable (%s); retrying in %ss", exc, delay)
+                attempt += 1
+                await asyncio.sleep(delay)

@@ -1,0 +1,79 @@
+"""Short-lived, encrypted login-state cookies: one per sign-in attempt, keyed by `state`.
+
+Keying by state lets several tabs sign in at once; the cookie's path is the endpoints prefix,
+so it never rides along on requests to the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from aiohttp import web
+
+from .crypto import SecretBox
+
+LIFETIME = 600  # seconds: a sign-in that takes longer starts again
+MAX_PENDING = 5  # parallel sign-ins kept; older ones are dropped so cookies cannot pile up
+
+
+@dataclass(frozen=True)
+class LoginState:
+    state: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    created_at: float
+
+
+class LoginStateCookies:
+    def __init__(self, box: SecretBox, base_name: str, path: str, secure: bool) -> None:
+        self.box = box
+        self.base_name = f"__Secure-{base_name}" if secure else base_name
+        self.path = path
+        self.secure = secure
+
+    def name_for(self, state: str) -> str:
+        return f"{self.base_name}_{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+
+    def _attributes(self) -> dict[str, object]:
+        return {"path": self.path, "httponly": True, "samesite": "Lax", "secure": self.secure}
+
+    def save(self, request: web.BaseRequest, response: web.StreamResponse, login: LoginState) -> None:
+        pending = sorted(
+            (name for name in request.cookies if name.startswith(self.base_name + "_")),
+            key=lambda name: self._created(request.cookies[name], name),
+        )
+        for name in pending[: max(0, len(pending) - MAX_PENDING + 1)]:
+            response.del_cookie(name, **self._attributes())
+        name = self.name_for(login.state)
+        sealed = self.box.seal(json.dumps(asdict(login)).encode(), name.encode())
+        response.set_cookie(name, sealed, max_age=LIFETIME, **self._attributes())
+
+    def _created(self, sealed: str, name: str) -> float:
+        opened = self.box.open(sealed, name.encode())
+        try:
+            return float(json.loads(opened)["created_at"]) if opened else 0.0
+        except (ValueError, KeyError, TypeError):
+            return 0.0
+
+    def load(self, request: web.BaseRequest, state: str) -> LoginState | None:
+        """The login this `state` began, if its cookie is here, intact, fresh and really for it."""
+        name = self.name_for(state)
+        sealed = request.cookies.get(name)
+        opened = self.box.open(sealed, name.encode()) if sealed else None
+        if opened is None:
+            return None
+        try:
+            login = LoginState(**json.loads(opened))
+        except (ValueError, TypeError):
+            return None
+        if not hmac.compare_digest(login.state, state) or time.time() - login.created_at > LIFETIME:
+            return None
+        return login
+
+    def clear(self, response: web.StreamResponse, state: str) -> None:
+        response.del_cookie(self.name_for(state), **self._attributes())
