@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import redis.asyncio as redis
@@ -72,11 +72,23 @@ def setup_auth(app: web.Application, config: Config) -> None:
     if redis_client is not None:
         app[READINESS].checks["redis"] = lambda: _redis_problem(redis_client)
 
-    app.router.add_get(f"{prefix}/start", lambda r: r.app[SIGN_IN].start(r))
-    app.router.add_get(f"{prefix}/callback", lambda r: r.app[SIGN_IN].callback(r))
-    app.router.add_route("GET", f"{prefix}/sign_out", lambda r: r.app[SIGN_IN].sign_out(r))
-    app.router.add_route("POST", f"{prefix}/sign_out", lambda r: r.app[SIGN_IN].sign_out(r))
-    app.router.add_get(f"{prefix}/userinfo", lambda r: r.app[SIGN_IN].userinfo(r))
+    for method, path, name in [
+        ("GET", "start", "start"),
+        ("GET", "callback", "callback"),
+        ("GET", "sign_out", "sign_out"),
+        ("POST", "sign_out", "sign_out"),
+        ("GET", "userinfo", "userinfo"),
+    ]:
+        app.router.add_route(method, f"{prefix}/{path}", _delegate(name))
+
+
+def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler calling SignIn.<name>: SignIn exists only once the app has started."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await getattr(request.app[SIGN_IN], name)(request)
+
+    return handler
 
 
 async def _redis_problem(client: redis.Redis) -> str | None:

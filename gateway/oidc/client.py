@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -48,19 +49,22 @@ class OidcClient:
         self.client_secret = client_secret
         self.timeout = timeout
 
-    def _client_auth(self, form: dict[str, str]) -> aiohttp.BasicAuth | None:
+    def _headers(self, form: dict[str, str]) -> dict[str, str]:
         """Confidential clients authenticate with HTTP Basic; public ones name themselves in the body."""
         form["client_id"] = self.client_id
-        return aiohttp.BasicAuth(self.client_id, self.client_secret) if self.client_secret else None
+        headers = {"Accept": "application/json"}
+        if self.client_secret:
+            credentials = f"{self.client_id}:{self.client_secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        return headers
 
     async def _post(self, url: str, form: dict[str, str], timeout: float | None = None) -> tuple[int, Any]:
-        auth = self._client_auth(form)
+        headers = self._headers(form)
         try:
             async with self.http.post(
                 url,
                 data=form,
-                auth=auth,
-                headers={"Accept": "application/json"},
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
                 allow_redirects=False,
             ) as response:
