@@ -341,8 +341,10 @@ def check_tools() -> None:
 def main(argv: list[str] | None = None) -> int:
     settings, targets = parse_args(argv)
     check_tools()
-    # SIGTERM unwinds like Ctrl-C, so the ExitStack stops every process either way.
+    # SIGTERM unwinds like Ctrl-C, so the ExitStack stops every process either way; SIGINT is reset
+    # because a parent (a shell's background job, CI) may have started us with it ignored.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     results = []
     with ExitStack() as stack:
         bench = Bench(stack, settings)
