@@ -22,11 +22,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -50,6 +50,14 @@ class Result:
     p99_ms: float
     requests: int
     errors: int  # socket errors + non-2xx/3xx responses
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What wrk loads: a URL, plus headers such as a session cookie for the signed-in rows."""
+
+    url: str
+    headers: tuple[str, ...] = ()
 
 
 class Bench:
@@ -78,6 +86,17 @@ class Bench:
                 time.sleep(0.1)
         raise RuntimeError(f"{name} not ready at {url} after {timeout}s:\n{self.log_tail(name)}")
 
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Processes spawned inside are stopped on leaving: one target's servers don't idle through the next."""
+        outer = self.stack
+        with ExitStack() as inner:
+            self.stack = inner
+            try:
+                yield
+            finally:
+                self.stack = outer
+
     def log_tail(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text(errors="replace")[-2000:]
 
@@ -98,7 +117,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# --- targets: each starts what it needs behind `upstream` and returns the URL wrk loads ----------
+# --- targets: each starts what it needs behind `upstream` and returns what wrk loads ----------
 
 
 def start_upstream(bench: Bench) -> str:
@@ -109,20 +128,20 @@ def start_upstream(bench: Bench) -> str:
     return url
 
 
-def direct(bench: Bench, upstream: str) -> str:
-    return upstream
+def direct(bench: Bench, upstream: str) -> Endpoint:
+    return Endpoint(upstream)
 
 
-def bare_proxy(bench: Bench, upstream: str) -> str:
+def bare_proxy(bench: Bench, upstream: str) -> Endpoint:
     """aiohttp's own floor: the smallest streaming proxy (bench/bare_proxy.py), one process."""
     port = free_port()
     cmd = [sys.executable, str(BENCH / "bare_proxy.py"), "--port", str(port), "--upstream", upstream]
     process = bench.spawn("bare-proxy", cmd)
     bench.wait_ready("bare-proxy", process, f"http://127.0.0.1:{port}/")
-    return f"http://127.0.0.1:{port}/"
+    return Endpoint(f"http://127.0.0.1:{port}/")
 
 
-def gateway_plain(bench: Bench, upstream: str) -> str:
+def gateway_plain(bench: Bench, upstream: str) -> Endpoint:
     """The gateway as a plain reverse proxy: no provider, so no sign-in and no session work."""
     port = free_port()
     config = bench.tmp / "gateway-plain.yaml"
@@ -130,7 +149,7 @@ def gateway_plain(bench: Bench, upstream: str) -> str:
     cmd = [sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", str(bench.settings.workers)]
     process = bench.spawn("gateway-plain", cmd)
     bench.wait_ready("gateway-plain", process, f"http://127.0.0.1:{port}/healthz")
-    return f"http://127.0.0.1:{port}/"
+    return Endpoint(f"http://127.0.0.1:{port}/")
 
 
 NGINX_CONF = """\
@@ -162,7 +181,7 @@ http {{
 """
 
 
-def nginx(bench: Bench, upstream: str) -> str:
+def nginx(bench: Bench, upstream: str) -> Endpoint:
     """Debian's nginx as the reference proxy, with keep-alive connections to the upstream like the gateway."""
     port = free_port()
     conf = bench.tmp / "nginx.conf"
@@ -172,7 +191,7 @@ def nginx(bench: Bench, upstream: str) -> str:
     cmd = [nginx_binary(), "-p", str(bench.tmp), "-c", str(conf), "-e", str(bench.tmp / "nginx-error.log")]
     process = bench.spawn("nginx", cmd)
     bench.wait_ready("nginx", process, f"http://127.0.0.1:{port}/")
-    return f"http://127.0.0.1:{port}/"
+    return Endpoint(f"http://127.0.0.1:{port}/")
 
 
 def nginx_binary() -> str:
@@ -182,7 +201,7 @@ def nginx_binary() -> str:
 @dataclass(frozen=True)
 class Target:
     name: str
-    start: Callable[[Bench, str], str]
+    start: Callable[[Bench, str], Endpoint]
 
 
 # Later rows ("gateway (cookie session)", "gateway (Redis)") go here; "direct" and "nginx" are the
@@ -228,18 +247,20 @@ def parse_wrk(target: str, text: str) -> Result:
     )
 
 
-def run_wrk(url: str, settings: Settings, duration: int) -> str:
+def run_wrk(endpoint: Endpoint, settings: Settings, duration: int) -> str:
     threads = min(settings.threads, settings.connections)  # wrk needs connections >= threads
-    cmd = ["wrk", f"-t{threads}", f"-c{settings.connections}", f"-d{duration}s", "--latency", url]
+    headers = [flag for header in endpoint.headers for flag in ("-H", header)]
+    cmd = ["wrk", f"-t{threads}", f"-c{settings.connections}", f"-d{duration}s", "--latency", *headers, endpoint.url]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True)
     return result.stdout
 
 
 def measure(bench: Bench, target: Target, upstream: str) -> Result:
-    url = target.start(bench, upstream)
-    if bench.settings.warmup:
-        run_wrk(url, bench.settings, bench.settings.warmup)  # connection pools and caches filled first
-    result = parse_wrk(target.name, run_wrk(url, bench.settings, bench.settings.duration))
+    with bench.scope():
+        endpoint = target.start(bench, upstream)
+        if bench.settings.warmup:
+            run_wrk(endpoint, bench.settings, bench.settings.warmup)  # connection pools and caches filled first
+        result = parse_wrk(target.name, run_wrk(endpoint, bench.settings, bench.settings.duration))
     print(f"  {target.name:<28} {result.requests_per_s:>10.0f} req/s", flush=True)
     return result
 

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.stack",
     "tests.fixtures.redis",
+    "tests.fixtures.oidc_provider",
 ]
