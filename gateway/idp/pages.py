@@ -27,7 +27,9 @@ nav{margin-top:1.25rem;font-size:.9rem}nav a{color:#0073bb;display:block;margin:
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",  # the sign-in form must never be framed (clickjacking)
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    # No form-action: browsers apply it to the redirect that follows a form post too, and a
+    # successful sign-in must redirect to the client's callback on another origin.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",
 }
 
