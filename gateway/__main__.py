@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 
 from .config import load_config
 from .errors import ConfigError
-from .report import describe_config
+from .report import describe_config, describe_endpoints
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -38,6 +39,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _print_problems(exc)
     print(describe_config(config))
+    if config.provider is not None:
+        print(asyncio.run(describe_endpoints(config.provider)))
     print(f"{path}: OK")
     return 0
 

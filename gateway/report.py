@@ -6,9 +6,12 @@ import dataclasses
 import ipaddress
 from typing import Any
 
+import aiohttp
 import yaml
 
-from .config import Config
+from .config import Config, ProviderConfig
+from .errors import ProviderError
+from .oidc.endpoints import resolve_endpoints
 
 _SECRET_KEYS = {"client_secret", "secrets"}
 
@@ -30,3 +33,15 @@ def _plain(value: Any, key: str = "") -> Any:
 def describe_config(config: Config) -> str:
     """The resolved config as YAML: defaults filled in, durations in seconds, secrets as ***."""
     return yaml.safe_dump(_plain(config), sort_keys=False, default_flow_style=None, width=120).rstrip()
+
+
+async def describe_endpoints(provider: ProviderConfig) -> str:
+    """The provider's endpoints as the gateway will use them (an issuer is asked for discovery)."""
+    async with aiohttp.ClientSession() as http:
+        try:
+            endpoints = await resolve_endpoints(http, provider)
+        except ProviderError as exc:
+            return f"provider endpoints: not resolved now ({exc}); the gateway retries at start"
+    lines = ["provider endpoints:"]
+    lines += [f"  {f.name}: {getattr(endpoints, f.name)}" for f in dataclasses.fields(endpoints) if getattr(endpoints, f.name)]
+    return "\n".join(lines)

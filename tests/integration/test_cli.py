@@ -1,0 +1,66 @@
+"""The command line as an operator uses it: check, and start-up failures on bad config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+def gateway(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def write(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_check_prints_cognito_endpoints_and_masks_secrets(tmp_path):
+    path = write(tmp_path, {
+        "public_url": "https://app.example.com", "upstreams": [{"url": "http://app:8000"}],
+        "provider": {"cognito": {"region": "eu-west-1", "user_pool_id": "eu-west-1_AbCdEf123", "domain": "https://auth.example.com"},
+                     "client_id": "1example23456789", "client_secret": "very-secret-value"},
+        "session": {"secrets": [SECRET]},
+    })  # fmt: skip
+    result = gateway("check", "--config", path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "issuer: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123" in out
+    assert "authorize: https://auth.example.com/oauth2/authorize" in out and "logout: https://auth.example.com/logout" in out
+    assert "very-secret-value" not in out and SECRET not in out and "***" in out
+
+
+async def test_check_resolves_an_issuer_by_discovery(idp, tmp_path):
+    path = write(tmp_path, {
+        "public_url": "http://localhost:8080", "upstreams": [{"url": "http://app:8000"}],
+        "provider": {"issuer": idp.issuer, "client_id": "test-public"}, "session": {"secrets": [SECRET]},
+    })  # fmt: skip
+    import asyncio
+
+    result = await asyncio.to_thread(gateway, "check", "--config", path)
+    assert result.returncode == 0, result.stderr
+    assert f"token: {idp.url}/oauth2/token" in result.stdout and f"signup: {idp.url}/signup" in result.stdout
+
+
+def test_bad_config_fails_with_one_line_per_problem(tmp_path):
+    path = write(tmp_path, {"listen": "nowhere", "upstreams": [{"url": "ftp://x", "bogus": 1}]})
+    for command in ("check", "run"):
+        result = gateway(command, "--config", path)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            "listen: must be HOST:PORT, e.g. 0.0.0.0:8080 (got 'nowhere')",
+            "upstreams[0].url: not an http(s) URL: 'ftp://x'",
+            "upstreams[0].bogus: unknown key",
+        ]
+
+
+def test_missing_config_is_a_clear_error(tmp_path):
+    result = gateway("run", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1 and "cannot read" in result.stderr and "Traceback" not in result.stderr
