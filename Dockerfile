@@ -28,15 +28,16 @@ CMD ["run", "--config", "/etc/gateway/gateway.yaml"]
 # Everything above stays cached; only the steps below rerun, so they are few and come last.
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml, so editing the code does not reinstall them.
+# Dependencies and build requirements first, read from pyproject.toml, so editing the code does not
+# reinstall them (nor download setuptools again for every build).
 COPY pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/venv \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); print('\n'.join(p['build-system']['requires'] + p['project']['dependencies']))" > requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r requirements.txt
 
 # The project itself (--no-deps: they are all in the layer above); config/ becomes /etc/gateway.
 COPY . .
-RUN pip install --no-cache-dir --no-deps -c constraints.txt . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && mkdir -p /etc/gateway \
     && cp -r config/. /etc/gateway/ \
     && rm -rf /src/*

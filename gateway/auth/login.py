@@ -15,12 +15,13 @@ from aiohttp_session import get_session, new_session
 
 from ..config import Config
 from ..errors import ProviderError, TokenError
-from ..oidc.client import GrantError, TokenSet
+from ..oidc.client import GrantError
 from ..oidc.provider import LoadedProvider, Provider
 from ..responses import error_response, wants_json
 from ..session.login_state import LoginState, LoginStateCookies
 from ..session.model import SignedIn
 from .return_to import safe_return_path
+from .tokens import verify_tokens
 
 log = logging.getLogger("gateway.auth")
 _PASSTHROUGH_VALUE = re.compile(r"^[\w.\-:@ ]{1,128}$")  # identity_provider names, language tags
@@ -183,21 +184,3 @@ class SignIn:
             "expires_at": int(signed_in.access_expires_at),
         }
         return web.json_response(body, headers={"Cache-Control": "no-store"})
-
-
-async def verify_tokens(loaded: LoadedProvider, tokens: TokenSet, kind: str, nonce: str | None) -> SignedIn:
-    """Verify what the token endpoint returned; the session will trust these claims from now on."""
-    if not tokens.id_token:
-        raise TokenError("no id token in the response")
-    await loaded.verifier.verify(tokens.id_token, "id", nonce=nonce)
-    if kind == "cognito":
-        access_expires_at = float((await loaded.verifier.verify(tokens.access_token, "access"))["exp"])
-    else:  # a generic provider's access token may be opaque: trust the token endpoint's expires_in
-        access_expires_at = time.time() + tokens.expires_in
-    return SignedIn(
-        id_token=tokens.id_token,
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        access_expires_at=access_expires_at,
-        created_at=time.time(),
-    )

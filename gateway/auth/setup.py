@@ -18,9 +18,12 @@ from ..session.crypto import SecretBox
 from ..session.login_state import LoginStateCookies
 from ..session.redis_store import RedisSessionStorage
 from .login import SignIn
-from .middleware import require_sign_in
+from .middleware import require_sign_in, save_on_prepare
+from .refresh import Refresher
+from .shared_refresh import RedisSharedRefresh
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
+REFRESHER = web.AppKey("refresher", Refresher)
 
 
 def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
@@ -34,9 +37,8 @@ def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
     return is_ours
 
 
-def _storage(config: Config, secure: bool) -> tuple[AbstractStorage, redis.Redis | None]:
+def _storage(config: Config, box: SecretBox, secure: bool) -> tuple[AbstractStorage, redis.Redis | None]:
     session = config.session
-    box = SecretBox(session.secrets, "session")
     if session.store == "redis":
         client = redis.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
         return RedisSessionStorage(client, box, session.cookie_name, secure, session.max_lifetime), client
@@ -46,7 +48,8 @@ def _storage(config: Config, secure: bool) -> tuple[AbstractStorage, redis.Redis
 def setup_auth(app: web.Application, config: Config) -> None:
     assert config.provider is not None and config.public_url is not None
     secure = config.public_url.startswith("https://")
-    storage, redis_client = _storage(config, secure)
+    session_box = SecretBox(config.session.secrets, "session")
+    storage, redis_client = _storage(config, session_box, secure)
     prefix = config.endpoints_prefix
     login_cookies = LoginStateCookies(
         SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", prefix + "/", secure
@@ -56,6 +59,11 @@ def setup_auth(app: web.Application, config: Config) -> None:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             provider = Provider(config.provider, http)  # type: ignore[arg-type]
             app[SIGN_IN] = SignIn(config, provider, login_cookies)
+            shared = None
+            if redis_client is not None:
+                # Others wait as long as one refresh may take, plus a margin for the lock round trips.
+                shared = RedisSharedRefresh(redis_client, session_box, wait=config.refresh.timeout + 2)
+            app[REFRESHER] = Refresher(provider, config.provider.kind, config.refresh.timeout, shared)  # type: ignore[union-attr]
 
             async def provider_problem() -> str | None:
                 return provider.last_error
@@ -67,7 +75,8 @@ def setup_auth(app: web.Application, config: Config) -> None:
         if redis_client is not None:
             await redis_client.aclose()
 
-    app.middlewares.extend([session_middleware(storage), require_sign_in(prefix)])
+    app.middlewares.extend([session_middleware(storage), require_sign_in(config, lambda: app[REFRESHER])])
+    app.on_response_prepare.append(save_on_prepare(storage))
     app.cleanup_ctx.append(provider_lifetime)
     if redis_client is not None:
         app[READINESS].checks["redis"] = lambda: _redis_problem(redis_client)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("direct", "gateway (plain proxy)", "nginx")
+ROWS = ("direct", "bare aiohttp proxy", "gateway (plain proxy)", "nginx")
 
 
 def _require(*tools: str) -> None:

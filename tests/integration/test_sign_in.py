@@ -8,9 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from gateway.session.crypto import SecretBox
 from tests.fixtures.idp import PASSWORD
-from tests.fixtures.stack import SESSION_SECRET
+from tests.fixtures.stack import session_in
 
 
 def query(url: str) -> dict[str, str]:
@@ -103,12 +102,6 @@ async def test_userinfo_and_sign_out(make_stack, browser):
     assert query(logout) == {"client_id": stack.client_id, "logout_uri": stack.gateway + "/"}
     page = await browser.open(logout)  # Cognito clears its own session and sends us back to the app
     assert page.status == 200 and "password" in page.text, "signed out everywhere: the sign-in form again"
-
-
-def session_in(cookies: dict[str, str]) -> dict:
-    """Open the session cookies the way the gateway does (the test knows the secret)."""
-    sealed = "".join(cookies[f"_gw_session_{i}"] for i in range(8) if f"_gw_session_{i}" in cookies)
-    return json.loads(SecretBox((SESSION_SECRET,), "session").open(sealed, b"_gw_session"))["session"]
 
 
 async def test_sign_out_revokes_the_refresh_token(make_stack, browser):

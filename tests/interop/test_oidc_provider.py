@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.fixtures.servers import free_port
-from tests.fixtures.stack import SESSION_SECRET
+from tests.fixtures.stack import SESSION_SECRET, session_in
 
 SECRET = "interop-client-secret-0123456789"
 
@@ -76,3 +77,19 @@ async def test_sign_out_uses_the_end_session_endpoint(oidc_provider_factory, mak
         location = response.headers["Location"]
     assert location.startswith(op.issuer) and "id_token_hint=" in location and "post_logout_redirect_uri=" in location
     assert urlsplit(location).path == urlsplit(op.issuer + "/session/end").path
+
+
+async def test_transparent_refresh(oidc_provider_factory, make_gateway, demo_upstream, browser):
+    import asyncio
+
+    op, gateway = await start(
+        oidc_provider_factory, make_gateway, demo_upstream, confidential=True, access_ttl=2, refresh={"before_expiry": "0s"}
+    )
+    await sign_in_with_oidc_provider(browser, gateway + "/")
+    before = session_in(browser.cookies())
+    await asyncio.sleep(max(0.0, before["exp"] - time.time()) + 0.3)
+    async with browser.session.get(gateway + "/api/whoami", allow_redirects=False) as response:
+        assert response.status == 200
+    after = session_in(browser.cookies())
+    assert after["at"] != before["at"] and after["exp"] > time.time()
+    assert op.grants("refresh_token") == 1

@@ -1,0 +1,116 @@
+"""Transparent token refresh, single-flight per refresh token.
+
+The classic weak spot of auth proxies: a page fires 30 XHRs the moment the access token
+expires; 30 refreshes follow, and with rotating (single-use) refresh tokens 29 of them fail with
+invalid_grant and log the user out. Here concurrent requests of one session share one call,
+and requests that still carry the old cookie shortly after reuse its result. With the Redis
+store a lock in Redis extends this across processes and instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
+
+from ..errors import ProviderError, TokenError
+from ..oidc.client import GrantError
+from ..oidc.provider import Provider
+from ..session.model import SignedIn
+from .tokens import verify_tokens
+
+log = logging.getLogger("gateway.refresh")
+
+REFRESHED, INVALID, UNAVAILABLE = "refreshed", "invalid", "unavailable"
+RECENT_TTL = 60.0  # seconds a result serves requests still carrying the old cookie
+RECENT_MAX = 10_000
+BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: str  # REFRESHED | INVALID | UNAVAILABLE
+    signed_in: SignedIn | None = None
+
+
+class SharedRefresh(Protocol):
+    """Runs `compute` once across every gateway instance for one refresh-token key."""
+
+    async def run(self, key: str, compute: Callable[[], Awaitable[RefreshResult]]) -> RefreshResult: ...
+
+
+def token_key(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+class Refresher:
+    def __init__(self, provider: Provider, kind: str, timeout: float, shared: SharedRefresh | None = None) -> None:
+        self.provider = provider
+        self.kind = kind
+        self.timeout = timeout
+        self.shared = shared
+        self.counts: Counter[str] = Counter()  # by outcome, for metrics
+        self._inflight: dict[str, asyncio.Task[RefreshResult]] = {}
+        self._recent: dict[str, tuple[float, RefreshResult]] = {}
+        self._failures: dict[str, tuple[float, int]] = {}  # key -> (retry not before, failures so far)
+
+    async def refresh(self, signed_in: SignedIn) -> RefreshResult:
+        assert signed_in.refresh_token
+        key = token_key(signed_in.refresh_token)
+        now = time.monotonic()
+        recent = self._recent.get(key)
+        if recent is not None and recent[0] > now:
+            self.counts["reused"] += 1
+            return recent[1]
+        retry_at, _ = self._failures.get(key, (0.0, 0))
+        if now < retry_at:
+            self.counts["backing_off"] += 1
+            return RefreshResult(UNAVAILABLE)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._refresh_once(key, signed_in))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        else:
+            self.counts["joined"] += 1
+        return await asyncio.shield(task)  # one caller giving up must not cancel the others' refresh
+
+    async def _refresh_once(self, key: str, signed_in: SignedIn) -> RefreshResult:
+        compute = lambda: self._call_provider(signed_in)  # noqa: E731
+        result = await (self.shared.run(key, compute) if self.shared else compute())
+        self.counts[result.outcome] += 1
+        now = time.monotonic()
+        if result.outcome == UNAVAILABLE:
+            failures = self._failures.get(key, (0.0, 0))[1]
+            self._failures[key] = (now + BACKOFF[min(failures, len(BACKOFF) - 1)], failures + 1)
+        else:
+            self._failures.pop(key, None)
+            self._remember(key, result, now)
+        return result
+
+    def _remember(self, key: str, result: RefreshResult, now: float) -> None:
+        if len(self._recent) >= RECENT_MAX:
+            for old in [k for k, (until, _) in self._recent.items() if until <= now] or list(self._recent)[: RECENT_MAX // 10]:
+                del self._recent[old]
+        self._recent[key] = (now + RECENT_TTL, result)
+
+    async def _call_provider(self, signed_in: SignedIn) -> RefreshResult:
+        assert signed_in.refresh_token
+        try:
+            loaded = await self.provider.load()
+            tokens = await loaded.client.refresh(signed_in.refresh_token, timeout=self.timeout)
+            fresh = await verify_tokens(loaded, tokens, self.kind, nonce=None, previous=signed_in)
+        except GrantError as exc:
+            log.info("refresh refused (%s): signing the user out", exc.error)
+            return RefreshResult(INVALID)
+        except TokenError as exc:
+            log.warning("refreshed tokens failed verification (%s): signing the user out", exc.reason)
+            return RefreshResult(INVALID)
+        except ProviderError as exc:
+            log.warning("refresh failed, keeping current tokens: %s", exc)
+            return RefreshResult(UNAVAILABLE)
+        return RefreshResult(REFRESHED, fresh)
