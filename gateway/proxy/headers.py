@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -24,6 +24,7 @@ HOP_BY_HOP = frozenset(
     )
 )
 FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "Forwarded")
+_REPLACED_BY_US = frozenset(h.lower() for h in ("Host", *FORWARDED_HEADERS))
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -36,9 +37,11 @@ def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[
     return listed
 
 
-def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: Iterable[str] = ()) -> CIMultiDict[str]:
-    """A copy of `headers` without hop-by-hop headers and without the names in `drop`."""
-    skip = HOP_BY_HOP | connection_listed(headers) | {d.lower() for d in drop}
+def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """A copy of `headers` without hop-by-hop headers and without the (lower-case) names in `drop`."""
+    skip = HOP_BY_HOP | drop
+    if "Connection" in headers:
+        skip = skip | connection_listed(headers)
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 
@@ -92,7 +95,7 @@ def upstream_request_headers(
     incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool, host_header: str, upstream_host: str
 ) -> CIMultiDict[str]:
     """The headers the upstream receives, before identity headers are added."""
-    headers = end_to_end(incoming, drop=("Host", *FORWARDED_HEADERS))
+    headers = end_to_end(incoming, drop=_REPLACED_BY_US)
     headers.extend(forwarding_headers(incoming, client, trusted))
     if host_header == "preserve":
         headers["Host"] = incoming.get("Host", upstream_host)

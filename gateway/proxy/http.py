@@ -96,14 +96,13 @@ class HttpProxy:
         body = None
         if request.body_exists:
             body = request.content if body_limit is None else body_limit.stream(request.content)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout, sock_read=upstream.read_timeout)
         try:
             async with self.session.request(
                 request.method,
                 route.target(request.raw_path),
                 headers=headers,
                 data=body,
-                timeout=timeout,
+                timeout=route.timeout,
                 allow_redirects=False,
                 skip_auto_headers=SKIP_AUTO_HEADERS,
             ) as answer:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import aiohttp
 from yarl import URL
 
 from ..config import UpstreamConfig
@@ -13,6 +14,12 @@ from ..config import UpstreamConfig
 class Route:
     upstream: UpstreamConfig
     base: URL  # scheme://host:port, plus the URL's own path prefix if it has one
+    timeout: aiohttp.ClientTimeout = field(init=False)
+
+    def __post_init__(self) -> None:
+        up = self.upstream
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.connect_timeout, sock_read=up.read_timeout)
+        object.__setattr__(self, "timeout", timeout)  # built once, not per request
 
     def matches(self, host: str, path: str) -> bool:
         if self.upstream.host is not None and self.upstream.host != host:
