@@ -7,11 +7,13 @@ from typing import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from .auth.middleware import PROXY_ROUTE, Handler
-from .auth.setup import gateway_cookie_filter, setup_auth
+from .auth.identity import IdentityHeaders
+from .auth.middleware import PRINCIPAL, PROXY_ROUTE, Handler
+from .auth.setup import IDENTITY_HEADERS, gateway_cookie_filter, setup_auth
 from .config import Config
 from .ops.health import add_health_routes
-from .proxy.http import HttpProxy, request_host
+from .hosts import request_host
+from .proxy.http import HttpProxy
 from .proxy.routing import Router
 from .proxy.websocket import bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
@@ -45,6 +47,11 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     if route is None:
         return error_response(request, 404, "no_upstream", "No application is configured for this path.")
     headers = proxy.upstream_headers(request, route)
+    identity = request.app[IDENTITY_HEADERS]
+    identity.strip(headers)
+    principal = request.get(PRINCIPAL)
+    if principal is not None:
+        await identity.add(headers, principal)
     if is_websocket_upgrade(request):
         return await bridge(request, route, headers, proxy.session, request.app[OPEN_WEBSOCKETS])
     return await proxy.forward(request, route, headers)
@@ -77,6 +84,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[header_limit], client_max_size=0)
     app[CONFIG] = config
     app[OPEN_WEBSOCKETS] = set()
+    app[IDENTITY_HEADERS] = IdentityHeaders(config)  # strips spoofed headers even with sign-in off
     add_health_routes(app)
     app.cleanup_ctx.append(_client_session_ctx(config))
     app.on_shutdown.append(_close_websockets)

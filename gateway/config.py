@@ -60,6 +60,11 @@ class ProviderConfig:
     jwks_refetch_interval: float = 60.0
     timeout: float = 5.0
     sign_out_url: str | None = None
+    bearer_client_ids: tuple[str, ...] = ()  # app clients whose access tokens `bearer: true` rules accept
+
+    @property
+    def accepted_bearer_clients(self) -> tuple[str, ...]:
+        return self.bearer_client_ids or (self.client_id,)
 
 
 @dataclass(frozen=True)
@@ -357,6 +362,7 @@ def _provider(s: _Section) -> ProviderConfig:
         jwks_refetch_interval=s.get("jwks_refetch_interval", 60.0, parse_duration),
         timeout=s.get("timeout", 5.0, _positive(parse_duration)),
         sign_out_url=s.get("sign_out_url", None, _http_url),
+        bearer_client_ids=s.get("bearer_client_ids", (), _string_list),
     )
     if "openid" not in provider.scopes:
         s.problem("scopes", "must include openid")

@@ -1,64 +1,49 @@
-"""The sign-in requirement on proxied requests: load the session, refresh it if due, decide."""
+"""The gate on proxied requests, as aiohttp middleware, and saving refreshed sessions on streamed responses."""
 
 from __future__ import annotations
 
-import time
 from typing import Awaitable, Callable
 
 from aiohttp import hdrs, web
-from aiohttp_session import SESSION_KEY, AbstractStorage, Session, get_session
+from aiohttp_session import SESSION_KEY, AbstractStorage
 
-from ..config import Config
-from ..session.model import SignedIn
+from ..hosts import request_host
+from ..responses import error_response
+from .gate import Decision, Gate, Verdict
+from .identity import Principal
 from .login import unauthenticated
-from .refresh import INVALID, REFRESHED, Refresher
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-IDENTITY = web.RequestKey("identity", SignedIn)
+PRINCIPAL = web.RequestKey("principal", Principal)
 PROXY_ROUTE = "proxy"  # the catch-all route's name: everything that is not the gateway's own endpoint
-SEEN = "seen"  # session key: last activity, for idle_timeout
 
 
-def require_sign_in(config: Config, refresher: Callable[[], Refresher]) -> Middleware:
-    prefix = config.endpoints_prefix
-    before_expiry = config.refresh.before_expiry
-    idle_timeout = config.session.idle_timeout
-
+def require_sign_in(endpoints_prefix: str, gate: Callable[[], Gate]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.route.name != PROXY_ROUTE:
             return await handler(request)
-        session = await get_session(request)
-        signed_in = None if session.empty else SignedIn.from_dict(dict(session))
-        if signed_in is None or (idle_timeout and _idle_too_long(session, idle_timeout)):
-            if not session.empty:
-                session.invalidate()
-            return unauthenticated(request, prefix)
-        if signed_in.refresh_token and signed_in.expires_within(before_expiry):
-            result = await refresher().refresh(signed_in)
-            if result.outcome == REFRESHED and result.signed_in is not None:
-                signed_in = result.signed_in
-                session.update(signed_in.to_dict())  # saved on this response: see save_on_prepare
-            elif result.outcome == INVALID:
-                session.invalidate()
-                return unauthenticated(request, prefix)
-        if signed_in.expires_within(0):  # expired and the provider could not refresh it now
-            return unauthenticated(request, prefix)
-        request[IDENTITY] = signed_in
+        verdict = await gate().decide(request, request.method, request_host(request), request.raw_path)
+        if verdict.decision is not Decision.ALLOW:
+            return refusal(request, verdict, endpoints_prefix)
+        if verdict.principal is not None:
+            request[PRINCIPAL] = verdict.principal
         return await handler(request)
 
     return middleware
 
 
-def _idle_too_long(session: Session, idle_timeout: float) -> bool:
-    now = time.time()
-    seen = float(session.get(SEEN, session.created))
-    if now - seen > idle_timeout:
-        return True
-    if now - seen > min(60.0, idle_timeout / 10):  # rewrite the cookie now and then, not on every request
-        session[SEEN] = int(now)
-    return False
+def refusal(request: web.Request, verdict: Verdict, endpoints_prefix: str) -> web.Response:
+    """The response for anything but ALLOW, for a request the gateway would proxy."""
+    if verdict.decision is Decision.SIGN_IN:
+        return unauthenticated(request, endpoints_prefix)
+    if verdict.decision is Decision.DENY:
+        challenge = 'Bearer realm="gateway"' + (', error="invalid_token"' if verdict.error == "invalid_token" else "")
+        return error_response(request, 401, verdict.error, verdict.reason, headers={"WWW-Authenticate": challenge}, json_only=True)
+    if verdict.decision is Decision.FORBIDDEN:
+        return error_response(request, 403, verdict.error, verdict.reason)
+    return error_response(request, 400, verdict.error, f"This path is refused: {verdict.reason}.")
 
 
 def save_on_prepare(storage: AbstractStorage) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:

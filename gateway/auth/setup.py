@@ -17,13 +17,17 @@ from ..session.cookie_store import ChunkedCookieStorage
 from ..session.crypto import SecretBox
 from ..session.login_state import LoginStateCookies
 from ..session.redis_store import RedisSessionStorage
+from .bearer import BearerVerifier
+from .gate import Gate
+from .identity import IdentityHeaders
 from .login import SignIn
 from .middleware import require_sign_in, save_on_prepare
 from .refresh import Refresher
 from .shared_refresh import RedisSharedRefresh
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
-REFRESHER = web.AppKey("refresher", Refresher)
+GATE = web.AppKey("gate", Gate)
+IDENTITY_HEADERS = web.AppKey("identity_headers", IdentityHeaders)
 
 
 def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
@@ -63,7 +67,12 @@ def setup_auth(app: web.Application, config: Config) -> None:
             if redis_client is not None:
                 # Others wait as long as one refresh may take, plus a margin for the lock round trips.
                 shared = RedisSharedRefresh(redis_client, session_box, wait=config.refresh.timeout + 2)
-            app[REFRESHER] = Refresher(provider, config.provider.kind, config.refresh.timeout, shared)  # type: ignore[union-attr]
+            provider_config = config.provider
+            assert provider_config is not None
+            refresher = Refresher(provider, provider_config.kind, config.refresh.timeout, shared)
+            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms)
+            app[GATE] = Gate(config, refresher, bearer)
+            app[IDENTITY_HEADERS] = IdentityHeaders(config, provider)
 
             async def provider_problem() -> str | None:
                 return provider.last_error
@@ -75,7 +84,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
         if redis_client is not None:
             await redis_client.aclose()
 
-    app.middlewares.extend([session_middleware(storage), require_sign_in(config, lambda: app[REFRESHER])])
+    app.middlewares.extend([session_middleware(storage), require_sign_in(prefix, lambda: app[GATE])])
     app.on_response_prepare.append(save_on_prepare(storage))
     app.cleanup_ctx.append(provider_lifetime)
     if redis_client is not None:

@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..hosts import split_host
 from ..responses import error_response
 from .headers import ClientView, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
@@ -38,25 +39,10 @@ class BodyLimit:
             yield chunk
 
 
-def split_host(host_header: str) -> tuple[str, str]:
-    """`example.com:8080` -> (`example.com`, `8080`); `[::1]:80` -> (`::1`, `80`)."""
-    if host_header.startswith("["):
-        end = host_header.find("]")
-        rest = host_header[end + 1 :]
-        return host_header[1:end], rest[1:] if rest.startswith(":") else ""
-    host, _, port = host_header.partition(":")
-    return host, port
-
-
 def client_view(request: web.BaseRequest) -> ClientView:
     host_header = request.headers.get("Host", "")
     port = split_host(host_header)[1] or ("443" if request.secure else "80")
     return ClientView(peer=request.remote or "", proto=request.scheme, host=host_header, port=port)
-
-
-def request_host(request: web.BaseRequest) -> str:
-    """The Host name without port, lower-cased, for routing."""
-    return split_host(request.headers.get("Host", ""))[0].lower()
 
 
 class HttpProxy:

@@ -1,0 +1,55 @@
+"""`Authorization: Bearer <Cognito access token>` on rules with `bearer: true`."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ProviderError, TokenError
+from ..oidc.provider import Provider
+from ..oidc.verify import TokenVerifier, VerifyPolicy
+
+CACHE_MAX = 10_000
+
+
+def bearer_token(request: web.BaseRequest) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+class BearerVerifier:
+    """Verifies access tokens once, then serves the claims from a small cache until they expire."""
+
+    def __init__(self, provider: Provider, client_ids: tuple[str, ...], algorithms: tuple[str, ...]) -> None:
+        self.provider = provider
+        self.client_ids = client_ids
+        self.algorithms = algorithms
+        self._verifier: TokenVerifier | None = None
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """Claims of a valid access token from an accepted client; TokenError otherwise."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.time()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        claims = await (await self._token_verifier()).verify(token, "access")
+        if len(self._cache) >= CACHE_MAX:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now} or {}
+        self._cache[key] = (float(claims["exp"]), claims)
+        return claims
+
+    async def _token_verifier(self) -> TokenVerifier:
+        if self._verifier is None:
+            try:
+                loaded = await self.provider.load()
+            except ProviderError:
+                raise TokenError("the identity provider's keys are not available") from None
+            # The same JWKS cache as sign-in, with the bearer rules' own list of accepted clients.
+            policy = VerifyPolicy(issuer=loaded.endpoints.issuer, client_ids=self.client_ids, algorithms=self.algorithms)
+            self._verifier = TokenVerifier(loaded.verifier.jwks, policy)
+        return self._verifier

@@ -1,0 +1,134 @@
+"""Identity headers to the upstream, and removal of every identity header a client tried to send."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multidict import CIMultiDict
+
+from ..config import Config
+from ..errors import ProviderError
+from ..oidc.provider import Provider
+
+log = logging.getLogger("gateway.identity")
+
+DEFAULT_HEADERS = ("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username")
+ACCESS_TOKEN_HEADER = "X-Forwarded-Access-Token"
+ALB_PREFIX = "x-amzn-oidc-"
+# What the ALB puts in x-amzn-oidc-data: the userInfo claims.
+_USERINFO_CLAIMS = ("sub", "username", "email", "email_verified", "phone_number", "phone_number_verified", "name")
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]")
+USERINFO_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making the request: from the session, or from a verified Bearer token."""
+
+    claims: dict[str, Any]
+    access_token: str
+    access_expires_at: float
+    from_bearer: bool = False
+
+
+class Signer(Protocol):
+    def alb_data(self, claims: dict[str, Any], issuer: str, client_id: str, expires_at: int) -> str: ...
+
+    def assertion(self, claims: dict[str, Any], issuer: str, audience: str, lifetime: int = 60) -> str: ...
+
+
+def _normalized(name: str) -> str:
+    # Many servers (CGI, WSGI, PHP) read X_Forwarded_User and X-Forwarded-User as one header.
+    return name.lower().replace("_", "-")
+
+
+def header_value(value: Any) -> str | None:
+    """A claim as a header value: lists comma-joined; None when absent or unsafe to send."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, list):
+        text = ",".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return None if _UNSAFE_VALUE.search(text) else text
+
+
+class IdentityHeaders:
+    def __init__(self, config: Config, provider: Provider | None = None, signer: Signer | None = None) -> None:
+        self.config = config
+        self.identity = config.identity
+        self.provider = provider
+        self.signer = signer
+        names = {*DEFAULT_HEADERS, *(h for h, _ in self.identity.headers), ACCESS_TOKEN_HEADER}
+        if self.identity.assertion_header:
+            names.add(self.identity.assertion_header)
+        self.protected = frozenset(_normalized(n) for n in names)
+        self._userinfo: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def strip(self, headers: CIMultiDict[str]) -> None:
+        """Remove client-sent identity headers, in any spelling; always, on every path."""
+        for name in [n for n in headers if _normalized(n) in self.protected or _normalized(n).startswith(ALB_PREFIX)]:
+            headers.popall(name, None)
+        if self.identity.pass_authorization:
+            # The upstream will trust Authorization as the gateway's: only a token the gateway verified may pass.
+            headers.popall("Authorization", None)
+
+    async def add(self, headers: CIMultiDict[str], principal: Principal) -> None:
+        claims = await self._claims(principal)
+        for name, claim in self.identity.headers:
+            value = header_value(claims.get(claim))
+            if value is not None:
+                headers[name] = value
+        if self.identity.pass_access_token:
+            headers[ACCESS_TOKEN_HEADER] = principal.access_token
+        if self.identity.pass_authorization or principal.from_bearer:
+            headers["Authorization"] = f"Bearer {principal.access_token}"
+        if self.signer is not None:
+            self._add_signed(headers, claims, principal)
+
+    def _add_signed(self, headers: CIMultiDict[str], claims: dict[str, Any], principal: Principal) -> None:
+        assert self.signer is not None and self.config.provider is not None
+        issuer = self.provider.loaded.endpoints.issuer if self.provider and self.provider.loaded else ""
+        userinfo = {k: claims[k] for k in claims if k in _USERINFO_CLAIMS or k.startswith("custom:")}
+        if self.identity.alb_compatible:
+            headers["x-amzn-oidc-accesstoken"] = principal.access_token
+            headers["x-amzn-oidc-identity"] = str(claims.get("sub", ""))
+            headers["x-amzn-oidc-data"] = self.signer.alb_data(
+                userinfo, issuer, self.config.provider.client_id, int(principal.access_expires_at)
+            )
+        if self.identity.assertion_header:
+            identity = {**userinfo, "groups": claims.get("cognito:groups") or claims.get("groups") or []}
+            audience = self.identity.assertion_audience or (self.config.public_url or "")
+            headers[self.identity.assertion_header] = self.signer.assertion(identity, self.config.public_url or "", audience)
+
+    async def _claims(self, principal: Principal) -> dict[str, Any]:
+        claims = principal.claims
+        if "username" in claims and "cognito:username" not in claims:
+            claims = {**claims, "cognito:username": claims["username"]}  # an access token names the user so
+        if not self.identity.userinfo or self.provider is None:
+            return claims
+        return {**await self._userinfo_for(principal), **claims}
+
+    async def _userinfo_for(self, principal: Principal) -> dict[str, Any]:
+        """The provider's userInfo, fetched once per access token and kept until it expires."""
+        key = hashlib.sha256(principal.access_token.encode()).hexdigest()
+        now = time.time()
+        cached = self._userinfo.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            info = await (await self.provider.load()).client.userinfo(principal.access_token)  # type: ignore[union-attr]
+        except ProviderError as exc:
+            log.warning("userInfo enrichment failed, sending token claims only: %s", exc)
+            return {}
+        if len(self._userinfo) >= USERINFO_CACHE_MAX:
+            self._userinfo = {k: v for k, v in self._userinfo.items() if v[0] > now}
+        self._userinfo[key] = (principal.access_expires_at, info)
+        return info

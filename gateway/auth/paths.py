@@ -1,0 +1,60 @@
+"""The path rules match on, and refusal of raw paths that an upstream could read differently.
+
+A rule protects `/admin/**`; an attacker sends `/public/../admin`, `/%61dmin`, `//admin`,
+`/admin;x` or `/admin%2Fsettings`. Some upstream decodes, collapses or strips these into a
+path the rule never saw. Rather than guess what each upstream does, the gateway refuses every
+raw path whose meaning is not the same for all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from ..errors import GatewayError
+
+# Percent-encoded unreserved characters (RFC 3986 §2.3), path delimiters, NUL, or an encoded "%"
+# (double encoding): decoding any of them changes what the path means to some server.
+_ENCODED_MEANINGFUL = re.compile(r"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[5dDeEfF]|5[cCfF]|7[eE]|3[bB]|00)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class AmbiguousPath(GatewayError):
+    """A raw path that different servers would interpret differently; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def rule_path(raw_path: str) -> str:
+    """The decoded path for rule matching, or AmbiguousPath.
+
+    `raw_path` is the request target's path without the query, still percent-encoded.
+    """
+    if not raw_path.startswith("/"):
+        raise AmbiguousPath("the path must start with /")
+    if "\\" in raw_path:
+        raise AmbiguousPath("backslashes are not allowed in paths")
+    if "//" in raw_path:
+        raise AmbiguousPath("empty path segments (//) are not allowed")
+    if ";" in raw_path:
+        raise AmbiguousPath("path parameters (;) are not allowed")
+    if _ENCODED_MEANINGFUL.search(raw_path):
+        raise AmbiguousPath("percent-encoded letters, digits, dots, slashes or % are not allowed in paths")
+    segments = raw_path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise AmbiguousPath("dot segments (. and ..) are not allowed in paths")
+    try:
+        decoded = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+    except UnicodeDecodeError:
+        raise AmbiguousPath("the path is not valid UTF-8 once decoded") from None
+    if _CONTROL.search(decoded):
+        raise AmbiguousPath("control characters are not allowed in paths")
+    return decoded
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """`/a/b?x=1` -> (`/a/b`, `x=1`)."""
+    path, _, query = target.partition("?")
+    return path, query
