@@ -10,7 +10,7 @@ import sys
 
 from .config import load_config
 from .errors import ConfigError
-from .report import describe_config, describe_endpoints
+from .report import describe_config, describe_endpoints, describe_rules
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -41,6 +41,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(describe_config(config))
     if config.provider is not None:
         print(asyncio.run(describe_endpoints(config.provider)))
+        print(describe_rules(config))
     print(f"{path}: OK")
     return 0
 

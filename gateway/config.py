@@ -28,6 +28,8 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORE
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+# The ALB ARNs AWS's AlbJwtVerifier accepts; apps that pin their ALB's ARN check `signer` against one.
+ALB_ARN_PATTERN = re.compile(r"^arn:(?:aws|aws-cn|aws-us-gov):elasticloadbalancing:([a-z]{2}-(?:gov-)?[a-z]+-\d):.+$")
 
 
 @dataclass(frozen=True)
@@ -421,12 +423,31 @@ def _identity(s: _Section) -> IdentityConfig:
         pass_access_token=s.get("pass_access_token", False, _boolean),
         userinfo=s.get("userinfo", False, _boolean),
         alb_compatible=s.get("alb_compatible", False, _boolean),
-        alb_signer=s.get("alb_signer", None, _string),
+        alb_signer=s.get("alb_signer", None, _alb_arn),
         assertion_header=s.get("assertion_header", None, _string),
         assertion_audience=s.get("assertion_audience", None, _string),
     )
     s.done()
     return identity
+
+
+def _alb_arn(value: Any) -> str:
+    text = _string(value)
+    if not ALB_ARN_PATTERN.match(text):
+        raise ValueError(f"not a load balancer ARN like arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/name/id: {text!r}")
+    return text
+
+
+def provider_region(provider: ProviderConfig) -> str:
+    """The AWS region of the user pool: from the shorthand, a Cognito issuer or a pool id; else us-east-1."""
+    if provider.cognito is not None:
+        return provider.cognito.region
+    issuer = provider.issuer or ""
+    host = urlsplit(issuer).hostname or ""
+    if host.startswith("cognito-idp.") and host.endswith(".amazonaws.com"):
+        return host.split(".")[1]
+    match = _POOL_ID.match(issuer.rstrip("/").rsplit("/", 1)[-1])
+    return match.group(1) if match else "us-east-1"
 
 
 def _path_pattern(value: Any) -> str:

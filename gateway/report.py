@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from .config import Config, ProviderConfig
+from .config import Config, ProviderConfig, RuleConfig
 from .errors import ProviderError
 from .oidc.endpoints import resolve_endpoints
 
@@ -45,3 +45,39 @@ async def describe_endpoints(provider: ProviderConfig) -> str:
     lines = ["provider endpoints:"]
     lines += [f"  {f.name}: {getattr(endpoints, f.name)}" for f in dataclasses.fields(endpoints) if getattr(endpoints, f.name)]
     return "\n".join(lines)
+
+
+def describe_rules(config: Config) -> str:
+    """The rules in the order they are tried, then the default, as a plain-text table."""
+    rows = [("#", "path", "methods", "host", "who", "requires")]
+    for index, rule in enumerate((*config.rules, config.default_rule)):
+        rows.append((
+            str(index) if rule.path is not None else "default",
+            rule.path or "*",
+            ",".join(rule.methods) if rule.methods else "any",
+            rule.host or "any",
+            _who(rule),
+            _requires(rule),
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "rules (first match wins):\n" + "\n".join("  " + line for line in lines)
+
+
+def _who(rule: RuleConfig) -> str:
+    if rule.allow_anyone:
+        return "anyone"
+    who = "signed in" if rule.unauthenticated == "authenticate" else "signed in, else 401"
+    return who + (" or Bearer" if rule.bearer else "")
+
+
+def _requires(rule: RuleConfig) -> str:
+    parts = []
+    if rule.groups:
+        parts.append("group " + "|".join(rule.groups))
+    if rule.scopes:
+        parts.append("scope " + "|".join(rule.scopes))
+    parts += [f"{name}={'|'.join(values)}" for name, values in rule.claims]
+    if rule.email_domains:
+        parts.append("email @" + "|".join(rule.email_domains))
+    return ", ".join(parts) or "-"

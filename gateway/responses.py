@@ -9,14 +9,17 @@ from http import HTTPStatus
 from aiohttp import web
 
 
-def wants_json(request: web.BaseRequest) -> bool:
-    """API-style clients: Accept prefers JSON, an XHR, or a method a browser form would not navigate with."""
+def wants_json(request: web.BaseRequest, method: str | None = None) -> bool:
+    """API-style clients: Accept prefers JSON, an XHR, or a method a browser would not navigate with.
+
+    `method` overrides the request's own (forward-auth judges the original request's).
+    """
     accept = request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
         return True
     if request.headers.get("X-Requested-With"):
         return True
-    return request.method not in ("GET", "HEAD")
+    return (method or request.method) not in ("GET", "HEAD")
 
 
 def error_response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -10,7 +11,7 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp_session import AbstractStorage, session_middleware
 
-from ..config import Config
+from ..config import Config, provider_region
 from ..ops.health import READINESS
 from ..oidc.provider import Provider
 from ..session.cookie_store import ChunkedCookieStorage
@@ -18,12 +19,14 @@ from ..session.crypto import SecretBox
 from ..session.login_state import LoginStateCookies
 from ..session.redis_store import RedisSessionStorage
 from .bearer import BearerVerifier
+from .forward import FORWARD_AUTH_ROUTE, forward_auth, mirror_set_cookies
 from .gate import Gate
 from .identity import IdentityHeaders
 from .login import SignIn
 from .middleware import require_sign_in, save_on_prepare
 from .refresh import Refresher
 from .shared_refresh import RedisSharedRefresh
+from .signing import SIGNER, GatewaySigner, add_key_routes
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
 GATE = web.AppKey("gate", Gate)
@@ -72,7 +75,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
             refresher = Refresher(provider, provider_config.kind, config.refresh.timeout, shared)
             bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms)
             app[GATE] = Gate(config, refresher, bearer)
-            app[IDENTITY_HEADERS] = IdentityHeaders(config, provider)
+            app[IDENTITY_HEADERS] = IdentityHeaders(config, provider, app.get(SIGNER))
 
             async def provider_problem() -> str | None:
                 return provider.last_error
@@ -85,7 +88,11 @@ def setup_auth(app: web.Application, config: Config) -> None:
             await redis_client.aclose()
 
     app.middlewares.extend([session_middleware(storage), require_sign_in(prefix, lambda: app[GATE])])
+    if config.identity.alb_compatible or config.identity.assertion_header:
+        app[SIGNER] = _signer(config)
+        add_key_routes(app, SIGNER, prefix)
     app.on_response_prepare.append(save_on_prepare(storage))
+    app.on_response_prepare.append(mirror_set_cookies)
     app.cleanup_ctx.append(provider_lifetime)
     if redis_client is not None:
         app[READINESS].checks["redis"] = lambda: _redis_problem(redis_client)
@@ -99,6 +106,11 @@ def setup_auth(app: web.Application, config: Config) -> None:
     ]:
         app.router.add_route(method, f"{prefix}/{path}", _delegate(name))
 
+    async def auth(request: web.Request) -> web.StreamResponse:
+        return await forward_auth(request, request.app[GATE], request.app[IDENTITY_HEADERS], prefix)
+
+    app.router.add_route("*", f"{prefix}/auth", auth, name=FORWARD_AUTH_ROUTE)
+
 
 def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A handler calling SignIn.<name>: SignIn exists only once the app has started."""
@@ -107,6 +119,15 @@ def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse
         return await getattr(request.app[SIGN_IN], name)(request)
 
     return handler
+
+
+def _signer(config: Config) -> GatewaySigner:
+    assert config.provider is not None
+    region = provider_region(config.provider)
+    # Stable across secret rotation (apps may pin it): derived from the client, not from the key.
+    load_balancer_id = hashlib.sha256(config.provider.client_id.encode()).hexdigest()[:16]
+    default_arn = f"arn:aws:elasticloadbalancing:{region}:000000000000:loadbalancer/app/cognito-gateway/{load_balancer_id}"
+    return GatewaySigner.from_secrets(config.session.secrets, config.identity.alb_signer or default_arn, region)
 
 
 async def _redis_problem(client: redis.Redis) -> str | None:

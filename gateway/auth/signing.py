@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.errors import ConfigError
+from ..config import ALB_ARN_PATTERN
+from ..errors import ConfigError
 
 __all__ = ["GatewaySigner", "SIGNER", "add_key_routes"]
 
@@ -43,7 +44,7 @@ _HKDF_INFO = b"cognito-gateway/alb-signing"
 # Order of the P-256 group (SEC 2): private scalars must lie in [1, n-1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 # The pattern aws-jwt-verify's AlbJwtVerifier accepts; an ARN outside it is rejected before any signature check.
-_ALB_ARN = re.compile(r"^arn:(?:aws|aws-cn|aws-us-gov):elasticloadbalancing:([a-z]{2}-(?:gov-)?[a-z]+-\d):.+$")
+_ALB_ARN = ALB_ARN_PATTERN
 _REUSE_MARGIN = 30  # seconds: a cached token is never handed out closer than this to its exp
 _CACHE_SIZE = 10_000
 

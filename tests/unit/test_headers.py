@@ -7,7 +7,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import UpstreamConfig
 from gateway.proxy.headers import ClientView, end_to_end, forwarding_headers, is_trusted, upstream_request_headers
-from gateway.proxy.http import split_host
+from gateway.hosts import split_host
 from gateway.proxy.routing import Router
 
 CLIENT = ClientView(peer="192.0.2.7", proto="https", host="app.example.com", port="443")
