@@ -97,6 +97,7 @@ class IdentityHeaders:
         assert self.signer is not None and self.config.provider is not None
         issuer = self.provider.loaded.endpoints.issuer if self.provider and self.provider.loaded else ""
         userinfo = {k: claims[k] for k in claims if k in _USERINFO_CLAIMS or k.startswith("custom:")}
+        userinfo.setdefault("username", claims.get("cognito:username"))  # userInfo says "username"
         if self.identity.alb_compatible:
             headers["x-amzn-oidc-accesstoken"] = principal.access_token
             headers["x-amzn-oidc-identity"] = str(claims.get("sub", ""))
