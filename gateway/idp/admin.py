@@ -23,12 +23,15 @@ async def outbox(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response({"token_requests": dict(request.app[HOOKS].token_calls)})
+    hooks = request.app[HOOKS]
+    return web.json_response({"token_requests": dict(hooks.token_calls), "userinfo_requests": hooks.userinfo_calls})
 
 
 async def reset_stats(request: web.Request) -> web.Response:
-    request.app[HOOKS].token_calls.clear()
-    return web.json_response({"token_requests": {}})
+    hooks = request.app[HOOKS]
+    hooks.token_calls.clear()
+    hooks.userinfo_calls = 0
+    return web.json_response({"token_requests": {}, "userinfo_requests": 0})
 
 
 async def rotate_keys(request: web.Request) -> web.Response:

@@ -197,6 +197,7 @@ def _store_refresh(app: web.Application, sign_in: SignIn) -> str:
 async def user_info(request: web.Request) -> web.Response:
     """Attributes for a Bearer access token with the openid scope; errors in WWW-Authenticate."""
     config, store = request.app[CONFIG], request.app[STORE]
+    request.app[HOOKS].userinfo_calls += 1
     header = request.headers.get("Authorization", "")
     if header[:7].lower() != "bearer " or not header[7:].strip():
         return _bearer_error(400, "invalid_request", "Bad OAuth2 request at UserInfo Endpoint")

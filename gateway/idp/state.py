@@ -25,6 +25,7 @@ class Fault:
 @dataclass
 class Hooks:
     token_calls: Counter[str] = field(default_factory=Counter)
+    userinfo_calls: int = 0
     fault: Fault | None = None
 
     def take_fault(self) -> Fault | None:

@@ -50,10 +50,14 @@ async def test_stats_count_token_calls_by_grant_type(idp: RunningIdp, hosted_ui:
     await token_call(idp, refresh)
     await token_call(idp, refresh)
     await token_call(idp, {"grant_type": "bogus", "client_id": "test-public"})
+    async with aiohttp.ClientSession() as session:
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        async with session.get(f"{idp.url}/oauth2/userInfo", headers=bearer) as response:
+            assert response.status == 200
     stats = await idp.admin("GET", "stats")
-    assert stats == {"token_requests": {"authorization_code": 1, "refresh_token": 2, "bogus": 1}}
+    assert stats == {"token_requests": {"authorization_code": 1, "refresh_token": 2, "bogus": 1}, "userinfo_requests": 1}
     await idp.admin("POST", "stats/reset")
-    assert await idp.admin("GET", "stats") == {"token_requests": {}}
+    assert await idp.admin("GET", "stats") == {"token_requests": {}, "userinfo_requests": 0}
 
 
 async def test_fault_error_then_recovery(idp: RunningIdp, hosted_ui: HostedUIBrowser) -> None:

@@ -226,3 +226,19 @@ async def test_alb_compatible_headers_verify_like_an_alb(make_stack, recorder, b
     key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(assertion)["kid"]]
     asserted = jwt.decode(assertion, key.key, algorithms=["ES256"], audience="legacy-app", issuer=stack.gateway)
     assert asserted["sub"] == claims["sub"] and asserted["groups"] == ["admins"]
+
+
+async def test_userinfo_enrichment_once_per_token(make_stack, recorder, browser):
+    mapping = {"X-Forwarded-User": "cognito:username", "X-User-Name": "username", "X-Department": "custom:department"}
+    plain = await make_stack(upstreams=[{"path": "/", "url": recorder}], identity={"headers": mapping})
+    page = await browser.sign_in(plain.gateway + "/x")
+    assert "x-user-name" not in received(json.loads(page.text)), "username is a userInfo attribute, not an id token claim"
+
+    enriched = await make_stack(upstreams=[{"path": "/", "url": recorder}], identity={"headers": mapping, "userinfo": True})
+    browser.session.cookie_jar.clear()
+    page = await browser.sign_in(enriched.gateway + "/x")
+    for _ in range(4):
+        page = await browser.open(enriched.gateway + "/x")
+    got = received(json.loads(page.text))
+    assert got["x-user-name"] == "alice" and got["x-forwarded-user"] == "alice" and got["x-department"] == "engineering"
+    assert (await enriched.idp.admin("GET", "stats"))["userinfo_requests"] == 1
