@@ -11,17 +11,20 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test test-fast bench check
+.PHONY: install demo test test-fast lint bench check
 install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/python -m gateway demo
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install
 	$(BIN)/python -m pytest -q -ra -m 'not slow'
+
+lint: install
+	$(BIN)/ruff check gateway tests bench
 
 bench: install
 	$(BIN)/python bench/run.py

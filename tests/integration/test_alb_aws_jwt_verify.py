@@ -8,33 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
-import pytest
+
+from tests.fixtures.tools import NODE_DIR, require_node_package
 from aiohttp import web
 
 from gateway.auth.signing import SIGNER, GatewaySigner, add_key_routes
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
 CLAIMS = {"sub": "8a4b6c1e-0000-4000-8000-000000000001", "email": "alice@example.com", "username": "alice"}
 OTHER_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/someone-else/50dc6c495c0c9188"
 
 
 def _require_node() -> str:
-    node = shutil.which("node")
-    missing = "node is not installed" if node is None else None
-    if node and not (NODE_DIR / "node_modules" / "aws-jwt-verify").is_dir():
-        missing = "tests/node/node_modules is missing (run `npm ci` in tests/node)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}; CI must install it")
-        pytest.skip(missing)
-    assert node
-    return node
+    return require_node_package("aws-jwt-verify")
 
 
 async def _run_verifier(node: str, payload: dict) -> dict[str, str]:

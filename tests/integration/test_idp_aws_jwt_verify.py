@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-from pathlib import Path
 
 import aiohttp
-import pytest
+
+from tests.fixtures.tools import NODE_DIR, require_node_package
 
 from tests.fixtures.idp import CALLBACK, HostedUIBrowser, RunningIdp, callback_params
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 
 def _require_node() -> str:
-    node = shutil.which("node")
-    missing = "node is not installed" if node is None else None
-    if node and not (NODE_DIR / "node_modules" / "aws-jwt-verify").is_dir():
-        missing = "tests/node/node_modules is missing (run `npm ci` in tests/node)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}; CI must install it")
-        pytest.skip(missing)
-    assert node
-    return node
+    return require_node_package("aws-jwt-verify")
 
 
 async def test_aws_jwt_verify_accepts_local_cognito_tokens(idp: RunningIdp, hosted_ui: HostedUIBrowser) -> None:

@@ -9,7 +9,6 @@ import time
 import aiohttp
 import pytest
 
-from tests.fixtures.idp import PASSWORD
 from tests.fixtures.servers import free_port
 from tests.fixtures.stack import SESSION_SECRET, cookie_header, gateway_clients, session_in
 

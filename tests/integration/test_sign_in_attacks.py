@@ -13,7 +13,6 @@ import hmac
 import json
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import jwt
