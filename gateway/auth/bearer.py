@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 from aiohttp import web
@@ -11,8 +10,7 @@ from aiohttp import web
 from ..errors import ProviderError, TokenError
 from ..oidc.provider import Provider
 from ..oidc.verify import TokenVerifier, VerifyPolicy
-
-CACHE_MAX = 10_000
+from ..ttl_cache import TtlCache
 
 
 def bearer_token(request: web.BaseRequest) -> str | None:
@@ -28,19 +26,15 @@ class BearerVerifier:
         self.client_ids = client_ids
         self.algorithms = algorithms
         self._verifier: TokenVerifier | None = None
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: TtlCache[dict[str, Any]] = TtlCache()
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Claims of a valid access token from an accepted client; TokenError otherwise."""
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.time()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        claims = await (await self._token_verifier()).verify(token, "access")
-        if len(self._cache) >= CACHE_MAX:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now} or {}
-        self._cache[key] = (float(claims["exp"]), claims)
+        key = hashlib.sha256(token.encode()).digest()
+        claims = self._cache.get(key)
+        if claims is None:
+            claims = await (await self._token_verifier()).verify(token, "access")
+            self._cache.put(key, claims, float(claims["exp"]))
         return claims
 
     async def _token_verifier(self) -> TokenVerifier:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,6 +13,7 @@ from multidict import CIMultiDict
 from ..config import Config
 from ..errors import ProviderError
 from ..oidc.provider import Provider
+from ..ttl_cache import TtlCache
 
 log = logging.getLogger("gateway.identity")
 
@@ -23,7 +23,6 @@ ALB_PREFIX = "x-amzn-oidc-"
 # What the ALB puts in x-amzn-oidc-data: the userInfo claims.
 _USERINFO_CLAIMS = ("sub", "username", "email", "email_verified", "phone_number", "phone_number_verified", "name")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]")
-USERINFO_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class IdentityHeaders:
         if self.identity.assertion_header:
             names.add(self.identity.assertion_header)
         self.protected = frozenset(_normalized(n) for n in names)
-        self._userinfo: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._userinfo: TtlCache[dict[str, Any]] = TtlCache()
 
     def strip(self, headers: CIMultiDict[str]) -> None:
         """Remove client-sent identity headers, in any spelling; always, on every path."""
@@ -119,17 +118,14 @@ class IdentityHeaders:
 
     async def _userinfo_for(self, principal: Principal) -> dict[str, Any]:
         """The provider's userInfo, fetched once per access token and kept until it expires."""
-        key = hashlib.sha256(principal.access_token.encode()).hexdigest()
-        now = time.time()
+        key = hashlib.sha256(principal.access_token.encode()).digest()
         cached = self._userinfo.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            return cached
         try:
             info = await (await self.provider.load()).client.userinfo(principal.access_token)  # type: ignore[union-attr]
         except ProviderError as exc:
             log.warning("userInfo enrichment failed, sending token claims only: %s", exc)
             return {}
-        if len(self._userinfo) >= USERINFO_CACHE_MAX:
-            self._userinfo = {k: v for k, v in self._userinfo.items() if v[0] > now}
-        self._userinfo[key] = (principal.access_expires_at, info)
+        self._userinfo.put(key, info, principal.access_expires_at)
         return info

@@ -21,13 +21,13 @@ from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
 from ..oidc.provider import Provider
 from ..session.model import SignedIn
+from ..ttl_cache import TtlCache
 from .tokens import verify_tokens
 
 log = logging.getLogger("gateway.refresh")
 
 REFRESHED, INVALID, UNAVAILABLE = "refreshed", "invalid", "unavailable"
 RECENT_TTL = 60.0  # seconds a result serves requests still carrying the old cookie
-RECENT_MAX = 10_000
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -55,19 +55,19 @@ class Refresher:
         self.shared = shared
         self.counts: Counter[str] = Counter()  # by outcome, for metrics
         self._inflight: dict[str, asyncio.Task[RefreshResult]] = {}
-        self._recent: dict[str, tuple[float, RefreshResult]] = {}
-        self._failures: dict[str, tuple[float, int]] = {}  # key -> (retry not before, failures so far)
+        self._recent: TtlCache[RefreshResult] = TtlCache(clock=time.monotonic)
+        # key -> (retry not before, failures so far); forgotten a while after the last back-off ends
+        self._failures: TtlCache[tuple[float, int]] = TtlCache(clock=time.monotonic)
 
     async def refresh(self, signed_in: SignedIn) -> RefreshResult:
         assert signed_in.refresh_token
         key = token_key(signed_in.refresh_token)
-        now = time.monotonic()
         recent = self._recent.get(key)
-        if recent is not None and recent[0] > now:
+        if recent is not None:
             self.counts["reused"] += 1
-            return recent[1]
-        retry_at, _ = self._failures.get(key, (0.0, 0))
-        if now < retry_at:
+            return recent
+        retry_at, _ = self._failures.get(key) or (0.0, 0)
+        if time.monotonic() < retry_at:
             self.counts["backing_off"] += 1
             return RefreshResult(UNAVAILABLE)
         task = self._inflight.get(key)
@@ -85,18 +85,13 @@ class Refresher:
         self.counts[result.outcome] += 1
         now = time.monotonic()
         if result.outcome == UNAVAILABLE:
-            failures = self._failures.get(key, (0.0, 0))[1]
-            self._failures[key] = (now + BACKOFF[min(failures, len(BACKOFF) - 1)], failures + 1)
+            failures = (self._failures.get(key) or (0.0, 0))[1]
+            retry_at = now + BACKOFF[min(failures, len(BACKOFF) - 1)]
+            self._failures.put(key, (retry_at, failures + 1), retry_at + BACKOFF[-1])
         else:
-            self._failures.pop(key, None)
-            self._remember(key, result, now)
+            self._failures.discard(key)
+            self._recent.put(key, result, now + RECENT_TTL)
         return result
-
-    def _remember(self, key: str, result: RefreshResult, now: float) -> None:
-        if len(self._recent) >= RECENT_MAX:
-            for old in [k for k, (until, _) in self._recent.items() if until <= now] or list(self._recent)[: RECENT_MAX // 10]:
-                del self._recent[old]
-        self._recent[key] = (now + RECENT_TTL, result)
 
     async def _call_provider(self, signed_in: SignedIn) -> RefreshResult:
         assert signed_in.refresh_token

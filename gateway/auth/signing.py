@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..config import ALB_ARN_PATTERN
+from ..ttl_cache import TtlCache
 from ..errors import ConfigError
 
 __all__ = ["GatewaySigner", "SIGNER", "add_key_routes"]
@@ -100,43 +101,9 @@ def _sign(key: _Key, header: dict[str, Any], payload: dict[str, Any]) -> str:
     return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
-class _TokenCache:
-    """Signed tokens by claims digest, reused until shortly before they expire."""
-
-    def __init__(self, clock: Callable[[], float], max_entries: int = _CACHE_SIZE) -> None:
-        self._clock = clock
-        self._max_entries = max_entries
-        self._entries: dict[bytes, tuple[str, float]] = {}  # digest -> (token, reuse until)
-
-    def get(self, digest: bytes) -> str | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[digest]
-            return None
-        return entry[0]
-
-    def put(self, digest: bytes, token: str, issued_at: float, expires_at: float) -> None:
-        # Short-lived tokens keep half their life in reserve rather than the full margin.
-        reuse_until = expires_at - min(_REUSE_MARGIN, (expires_at - issued_at) / 2)
-        if reuse_until <= issued_at:
-            return
-        if digest not in self._entries and len(self._entries) >= self._max_entries:
-            self._evict()
-        self._entries[digest] = (token, reuse_until)
-
-    def _evict(self) -> None:
-        now = self._clock()
-        for digest in [d for d, (_, until) in self._entries.items() if until <= now]:
-            del self._entries[digest]
-        # Still full of live tokens: drop the oldest tenth at once, so the scan above stays rare.
-        overflow = len(self._entries) - self._max_entries * 9 // 10
-        for digest in list(self._entries)[: max(overflow, 0)]:
-            del self._entries[digest]
-
-    def __len__(self) -> int:
-        return len(self._entries)
+def _reuse_until(issued_at: float, expires_at: float) -> float:
+    # Short-lived tokens keep half their life in reserve rather than the full margin.
+    return expires_at - min(_REUSE_MARGIN, (expires_at - issued_at) / 2)
 
 
 def _digest(*parts: Any) -> bytes:
@@ -151,7 +118,7 @@ class GatewaySigner:
         self._by_kid = {key.kid: key for key in keys}
         self.signer_arn = signer_arn
         self._clock = clock
-        self._cache = _TokenCache(clock)
+        self._cache: TtlCache[str] = TtlCache(_CACHE_SIZE, clock)
 
     @classmethod
     def from_secrets(
@@ -183,7 +150,7 @@ class GatewaySigner:
             }  # fmt: skip
             # Ours come last so claims from the IdP can never override exp or iss.
             token = _sign(self._signing, header, {**claims, "exp": expires_at, "iss": issuer})
-            self._cache.put(digest, token, self._clock(), expires_at)
+            self._cache.put(digest, token, _reuse_until(self._clock(), expires_at))
         return token
 
     def assertion(self, claims: dict[str, Any], issuer: str, audience: str, lifetime: int = 60) -> str:
@@ -195,7 +162,7 @@ class GatewaySigner:
             header = {"typ": "JWT", "alg": "ES256", "kid": self._signing.kid}
             payload = {**claims, "iss": issuer, "aud": audience, "iat": now, "exp": now + lifetime}
             token = _sign(self._signing, header, payload)
-            self._cache.put(digest, token, now, now + lifetime)
+            self._cache.put(digest, token, _reuse_until(now, now + lifetime))
         return token
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
