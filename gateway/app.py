@@ -12,7 +12,7 @@ from .auth.middleware import PRINCIPAL, PROXY_ROUTE, Handler
 from .auth.setup import IDENTITY_HEADERS, gateway_cookie_filter, setup_auth
 from .config import Config
 from .ops.health import add_health_routes
-from .hosts import request_host
+from .hosts import request_host, valid_host
 from .proxy.http import HttpProxy
 from .proxy.routing import Router
 from .proxy.websocket import bridge, close_bridges, is_websocket_upgrade
@@ -33,11 +33,14 @@ def parser_limits(config: Config) -> dict[str, int]:
 
 
 @web.middleware
-async def header_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def edge_checks(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What no request may bring, whatever its path: oversized headers, a malformed Host."""
     limit = request.app[CONFIG].limits.max_header_size
     size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
     if size > limit:
         return error_response(request, 431, "headers_too_large", f"The request headers are larger than {limit} bytes.")
+    if not valid_host(request.headers.get("Host", "")):
+        return error_response(request, 400, "bad_host", "The Host header is not a valid host[:port].")
     return await handler(request)
 
 
@@ -81,7 +84,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 def create_app(config: Config) -> web.Application:
     """The gateway as an aiohttp Application; everything it holds is reachable from here."""
-    app = web.Application(middlewares=[header_limit], client_max_size=0)
+    app = web.Application(middlewares=[edge_checks], client_max_size=0)
     app[CONFIG] = config
     app[OPEN_WEBSOCKETS] = set()
     app[IDENTITY_HEADERS] = IdentityHeaders(config)  # strips spoofed headers even with sign-in off

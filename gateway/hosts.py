@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
+
+# host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address. Anything else (quotes,
+# commas, spaces…) would be pasted into Forwarded / X-Forwarded-Host and the upstream's own URLs.
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def valid_host(host_header: str) -> bool:
+    """An empty Host (HTTP/1.0) is allowed; otherwise it must be a plain host[:port]."""
+    return not host_header or bool(_HOST.match(host_header))
 
 
 def split_host(host_header: str) -> tuple[str, str]:
@@ -16,5 +27,5 @@ def split_host(host_header: str) -> tuple[str, str]:
 
 
 def request_host(request: web.BaseRequest) -> str:
-    """The Host name without port, lower-cased, for routing."""
-    return split_host(request.headers.get("Host", ""))[0].lower()
+    """The Host name without port, lower-cased and without a trailing dot (`admin.example.` is `admin.example`)."""
+    return split_host(request.headers.get("Host", ""))[0].lower().removesuffix(".")

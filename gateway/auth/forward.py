@@ -6,19 +6,27 @@ applies the same rules a proxied request would get and answers:
 - 401 or 403 (for nginx: auth_request understands only 2xx, 401 and 403);
 - for Caddy and Traefik, which hand a non-2xx answer to the browser as it is, a browser that
   must sign in gets the 302 to /oauth2/start directly.
+
+Only peers in `trusted_proxies` are answered: the answer carries identity (and tokens, when
+configured), and the headers describing the original request are only as true as the proxy
+that sets them.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from dataclasses import dataclass
+
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..hosts import split_host
+from ..proxy.headers import is_trusted
 from ..responses import error_response, wants_json
 from .gate import Decision, Gate
 from .identity import IdentityHeaders
+from .login import redirect
 from .middleware import refusal
 
 # Refreshed session cookies, mirrored one per header: nginx's $upstream_http_set_cookie holds only
@@ -28,27 +36,54 @@ MAX_MIRRORED = 4
 FORWARD_AUTH_ROUTE = "forward_auth"
 
 
-def original_request(request: web.Request) -> tuple[str, str, str, bool]:
-    """(method, host, target, asked_by_nginx) of the request the proxy is asking about."""
+@dataclass(frozen=True)
+class OriginalRequest:
+    method: str
+    host: str
+    target: str
+    asked_by_nginx: bool
+
+
+def _one_of(headers: CIMultiDictProxy[str], names: tuple[str, str], default: str) -> str | None:
+    """The value the proxy set under either name; None when the two disagree.
+
+    A proxy sets one of them and passes the client's other headers along: a client adding the
+    other name (X-Original-URI behind Traefik, X-Forwarded-Uri behind nginx) must not be believed.
+    """
+    values = {headers[name] for name in names if name in headers}
+    if len(values) > 1:
+        return None
+    return values.pop() if values else default
+
+
+def original_request(request: web.Request) -> OriginalRequest | None:
+    """The request the proxy is asking about, or None when its headers contradict each other."""
     headers = request.headers
-    nginx_uri = headers.get("X-Original-URI")
-    target = nginx_uri or headers.get("X-Forwarded-Uri") or "/"
-    method = headers.get("X-Original-Method") or headers.get("X-Forwarded-Method") or "GET"
+    target = _one_of(headers, ("X-Original-URI", "X-Forwarded-Uri"), "/")
+    method = _one_of(headers, ("X-Original-Method", "X-Forwarded-Method"), "GET")
+    if target is None or method is None:
+        return None
     host = headers.get("X-Forwarded-Host") or headers.get("Host", "")
-    return method.upper(), split_host(host)[0].lower(), target, nginx_uri is not None
+    return OriginalRequest(method.upper(), split_host(host)[0].lower(), target, "X-Original-URI" in headers)
 
 
-async def forward_auth(request: web.Request, gate: Gate, identity: IdentityHeaders, endpoints_prefix: str) -> web.Response:
-    method, host, target, nginx = original_request(request)
-    verdict = await gate.decide(request, method, host, target)
+async def forward_auth(
+    request: web.Request, gate: Gate, identity: IdentityHeaders, endpoints_prefix: str, trusted_proxies: tuple
+) -> web.Response:
+    if not is_trusted(request.remote, trusted_proxies):
+        return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
+    original = original_request(request)
+    if original is None:
+        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other.", json_only=True)
+    method, target, nginx = original.method, original.target, original.asked_by_nginx
+    verdict = await gate.decide(request, method, original.host, target)
     if verdict.decision is Decision.ALLOW:
         headers: CIMultiDict[str] = CIMultiDict()
         if verdict.principal is not None:
             await identity.add(headers, verdict.principal)
         return web.Response(status=202, headers=headers)
     if verdict.decision is Decision.SIGN_IN and not nginx and not wants_json(request, method):
-        location = f"{endpoints_prefix}/start?{urlencode({'rd': target})}"
-        return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+        return redirect(f"{endpoints_prefix}/start?{urlencode({'rd': target})}")
     if verdict.decision is Decision.BAD_PATH and nginx:
         return error_response(request, 403, verdict.error, verdict.reason, json_only=True)  # nginx: 400 would become 500
     if verdict.decision is Decision.SIGN_IN:

@@ -14,7 +14,9 @@ def compile_path(pattern: str) -> Callable[[str], bool]:
     if pattern.startswith("regex:"):
         return re.compile(pattern[len("regex:") :]).search  # type: ignore[return-value]
     if "*" not in pattern:
-        return pattern.__eq__
+        # Most frameworks serve /admin and /admin/ alike: an exact rule covers both spellings.
+        spellings = {pattern, pattern.rstrip("/") or "/", pattern.rstrip("/") + "/"}
+        return spellings.__contains__
     regex = ""
     rest = pattern
     if rest.endswith("/**"):

@@ -107,7 +107,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
         app.router.add_route(method, f"{prefix}/{path}", _delegate(name))
 
     async def auth(request: web.Request) -> web.StreamResponse:
-        return await forward_auth(request, request.app[GATE], request.app[IDENTITY_HEADERS], prefix)
+        return await forward_auth(request, request.app[GATE], request.app[IDENTITY_HEADERS], prefix, config.trusted_proxies)
 
     app.router.add_route("*", f"{prefix}/auth", auth, name=FORWARD_AUTH_ROUTE)
 

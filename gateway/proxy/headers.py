@@ -70,6 +70,11 @@ def _forwarded_node(address: str) -> str:
     return f'"[{address}]"' if ":" in address else address
 
 
+def _quoted(value: str) -> str:
+    """An RFC 7230 quoted-string: a stray quote or backslash must not end the value early."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def forwarding_headers(
     incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool
 ) -> CIMultiDict[str]:
@@ -85,7 +90,7 @@ def forwarding_headers(
         out[name] = incoming.get(name, own) if trusted else own
     element = f"for={_forwarded_node(client.peer)};proto={client.proto}"
     if client.host:
-        element += f';host="{client.host}"'
+        element += f";host={_quoted(client.host)}"
     prior = ", ".join(incoming.getall("Forwarded", ())) if trusted else ""
     out["Forwarded"] = f"{prior}, {element}" if prior else element
     return out

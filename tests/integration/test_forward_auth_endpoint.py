@@ -28,7 +28,9 @@ async def ask(stack, style: str, uri: str, cookies: str = "", **headers: str) ->
 
 @pytest.fixture
 async def signed_in(make_stack, browser):
-    stack = await make_stack(rules=RULES, idp={"token_lifetimes": {"access": 2, "id": 2}}, refresh={"before_expiry": "0s"})
+    stack = await make_stack(
+        rules=RULES, idp={"token_lifetimes": {"access": 2, "id": 2}}, refresh={"before_expiry": "0s"}, trusted_proxies=["127.0.0.1/32"]
+    )
     await browser.sign_in(stack.gateway + "/private", "bob")
     return stack, {k: v for k, v in browser.cookies().items() if k.startswith("_gw_session_")}
 
@@ -66,3 +68,22 @@ async def test_refreshed_cookies_are_mirrored_for_nginx(signed_in):
     mirrored = [answer.headers[f"X-Auth-Set-Cookie-{i}"] for i in range(len(set_cookies))]
     assert mirrored == set_cookies and any(line.startswith("_gw_session_0=") for line in mirrored)
     assert "X-Auth-Set-Cookie-" + str(len(set_cookies)) not in answer.headers
+
+
+async def test_only_trusted_proxies_are_answered(make_stack, browser):
+    stack = await make_stack(rules=RULES)  # no trusted_proxies
+    await browser.sign_in(stack.gateway + "/private")
+    cookies = cookie_header({k: v for k, v in browser.cookies().items() if k.startswith("_gw_session_")})
+    answer = await ask(stack, NGINX, "/private", cookies)
+    assert answer.status == 403 and "X-Forwarded-User" not in answer.headers
+
+
+async def test_a_client_cannot_add_the_other_proxys_header(signed_in):
+    stack, cookies = signed_in
+    # Behind Traefik the client adds X-Original-URI; behind nginx it adds X-Forwarded-Uri.
+    traefik = await ask(stack, CADDY, "/admin/x", cookie_header(cookies), **{"X-Original-URI": "/public/x"})
+    nginx = await ask(stack, NGINX, "/admin/x", cookie_header(cookies), **{"X-Forwarded-Uri": "/public/x"})
+    method = await ask(stack, NGINX, "/admin/x", cookie_header(cookies), **{"X-Original-Method": "GET", "X-Forwarded-Method": "OPTIONS"})
+    assert (traefik.status, nginx.status, method.status) == (403, 403, 403)
+    agreeing = await ask(stack, NGINX, "/private", cookie_header(cookies), **{"X-Forwarded-Uri": "/private"})
+    assert agreeing.status == 202

@@ -423,3 +423,14 @@ async def test_error_pages_never_show_internals(make_gateway, http):
         body = json.loads(text)
         assert set(body) == {"error", "message"}
         assert "127.0.0.1" not in text
+
+
+async def test_malformed_host_is_refused_at_the_edge(make_gateway, demo_upstream):
+    gateway = await make_gateway(gateway_config(demo_upstream))
+    host, port = gateway.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b'GET /api/whoami HTTP/1.1\r\nHost: a", for=6.6.6.6;by="x\r\nAccept: application/json\r\nConnection: close\r\n\r\n')
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad_host" in answer

@@ -242,3 +242,15 @@ async def test_userinfo_enrichment_once_per_token(make_stack, recorder, browser)
     got = received(json.loads(page.text))
     assert got["x-user-name"] == "alice" and got["x-forwarded-user"] == "alice" and got["x-department"] == "engineering"
     assert (await enriched.idp.admin("GET", "stats"))["userinfo_requests"] == 1
+
+
+async def test_host_rules_see_through_a_trailing_dot(make_stack, recorder):
+    rules = [{"path": "/**", "host": "admin.localhost", "groups": ["admins"]}, {"path": "/**", "allow": "anyone"}]
+    stack = await make_stack(rules=rules, upstreams=[{"path": "/", "url": recorder}])
+    port = stack.gateway.rsplit(":", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        for host in (f"admin.localhost:{port}", f"admin.localhost.:{port}", f"ADMIN.localhost.:{port}"):
+            async with http.get(stack.gateway + "/x", headers={"Host": host, "Accept": "application/json"}) as response:
+                assert response.status == 401, host
+        async with http.get(stack.gateway + "/x", headers={"Host": f"www.localhost:{port}"}) as response:
+            assert response.status == 200

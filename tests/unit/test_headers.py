@@ -7,7 +7,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import UpstreamConfig
 from gateway.proxy.headers import ClientView, end_to_end, forwarding_headers, is_trusted, upstream_request_headers
-from gateway.hosts import split_host
+from gateway.hosts import split_host, valid_host
 from gateway.proxy.routing import Router
 
 CLIENT = ClientView(peer="192.0.2.7", proto="https", host="app.example.com", port="443")
@@ -70,3 +70,18 @@ def test_router_prefix_boundaries_and_target_keeps_raw_path():
     assert router.select("admin.example", "/apiv1").upstream.url == "http://web:2"
     route = router.select("x", "/api/a%2Fb")
     assert str(route.target("/api/a%2Fb?x=%20")) == "http://api:1/base/api/a%2Fb?x=%20"
+
+
+@pytest.mark.parametrize(
+    "host, valid",
+    [("example.com", True), ("example.com:8080", True), ("127.0.0.1:80", True), ("[::1]:8080", True), ("a.example.", True), ("", True),
+     ('a", for=6.6.6.6;by="x', False), ("a b", False), ("a,b", False), ("example.com:99999999", False), ("[::1", False)],
+)
+def test_valid_host(host, valid):
+    assert valid_host(host) is valid
+
+
+def test_forwarded_host_is_a_quoted_string():
+    view = ClientView(peer="192.0.2.7", proto="http", host='we"ird' + "\\", port="80")  # we"ird\
+    expected = 'for=192.0.2.7;proto=http;host="we' + '\\"ird' + "\\\\" + '"'  # host="we\"ird\\"
+    assert forwarding_headers(proxy(), view, trusted=False)["Forwarded"] == expected

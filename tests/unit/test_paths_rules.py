@@ -56,7 +56,9 @@ def test_plain_paths_are_decoded_for_matching(raw, decoded):
     "pattern, path, matches",
     [
         ("/healthz", "/healthz", True),
-        ("/healthz", "/healthz/", False),
+        ("/healthz", "/healthz/", True),
+        ("/healthz", "/healthz//", False),
+        ("/admin/", "/admin", True),
         ("/api/*", "/api/users", True),
         ("/api/*", "/api/users/1", False),
         ("/api/*", "/api", False),
