@@ -92,7 +92,9 @@ class Gate:
                 signed_in = result.signed_in
                 session.update(signed_in.to_dict())  # goes out on this response (middleware.save_on_prepare)
             elif result.outcome == INVALID:
-                session.invalidate()
+                # Not invalidated: with several workers and rotating refresh tokens, this may be the
+                # loser of a race whose winner is setting fresh cookies on a parallel response; a
+                # deletion here could overwrite them. Signing in again replaces the session anyway.
                 return None
         if signed_in.expires_within(0):  # expired, and the provider could not refresh it just now
             return None

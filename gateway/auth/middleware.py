@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Awaitable, Callable
 
 from aiohttp import hdrs, web
 from aiohttp_session import SESSION_KEY, AbstractStorage
 
+from ..errors import SessionError
 from ..hosts import request_host
 from ..responses import error_response
 from .gate import Decision, Gate, Verdict
 from .identity import Principal
 from .login import unauthenticated
 
+log = logging.getLogger("gateway.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -46,6 +49,16 @@ def refusal(request: web.Request, verdict: Verdict, endpoints_prefix: str) -> we
     return error_response(request, 400, verdict.error, f"This path is refused: {verdict.reason}.")
 
 
+@web.middleware
+async def session_store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outside aiohttp-session's middleware: a store that cannot be reached is a 503, never a 500."""
+    try:
+        return await handler(request)
+    except SessionError as exc:
+        log.error("session store failed: %s", exc)
+        return error_response(request, 503, "session_store_unavailable", "Sessions are unavailable right now. Try again in a moment.")
+
+
 def save_on_prepare(storage: AbstractStorage) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
     """aiohttp-session saves only plain Responses; proxied responses stream, so save as they start."""
 
@@ -55,7 +68,11 @@ def save_on_prepare(storage: AbstractStorage) -> Callable[[web.Request, web.Stre
             # By now aiohttp has already turned response.cookies into headers, so collect the
             # storage's cookies on a scratch response and add them as Set-Cookie lines ourselves.
             scratch = web.StreamResponse()
-            await storage.save_session(request, scratch, session)
+            try:
+                await storage.save_session(request, scratch, session)
+            except SessionError as exc:  # the status line is already decided: serve it, keep the old session
+                log.error("could not save the refreshed session: %s", exc)
+                return
             for morsel in scratch.cookies.values():
                 response.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
             session._changed = False

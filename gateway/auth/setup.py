@@ -23,7 +23,7 @@ from .forward import FORWARD_AUTH_ROUTE, forward_auth, mirror_set_cookies
 from .gate import Gate
 from .identity import IdentityHeaders
 from .login import SignIn
-from .middleware import require_sign_in, save_on_prepare
+from .middleware import require_sign_in, save_on_prepare, session_store_errors
 from .refresh import Refresher
 from .shared_refresh import RedisSharedRefresh
 from .signing import SIGNER, GatewaySigner, add_key_routes
@@ -87,7 +87,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
         if redis_client is not None:
             await redis_client.aclose()
 
-    app.middlewares.extend([session_middleware(storage), require_sign_in(prefix, lambda: app[GATE])])
+    app.middlewares.extend([session_store_errors, session_middleware(storage), require_sign_in(prefix, lambda: app[GATE])])
     if config.identity.alb_compatible or config.identity.assertion_header:
         app[SIGNER] = _signer(config)
         add_key_routes(app, SIGNER, prefix)

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from .cookie_store import cookie_attributes, prefixed
+from ..errors import SessionError
 from .crypto import SecretBox
 
 KEY_PREFIX = "gw:session:"
@@ -37,7 +38,10 @@ class RedisSessionStorage(AbstractStorage):
 
     async def load_session(self, request: web.Request) -> Session:
         session_id = self.load_cookie(request)
-        data = await self._read(session_id) if session_id else None
+        try:
+            data = await self._read(session_id) if session_id else None
+        except (redis.RedisError, OSError) as exc:
+            raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         if data is None:
             return Session(None, data=None, new=True, max_age=self.max_age)
         return Session(session_id, data=data, new=False, max_age=self.max_age)
@@ -54,6 +58,12 @@ class RedisSessionStorage(AbstractStorage):
         return data
 
     async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        try:
+            await self._write(request, response, session)
+        except (redis.RedisError, OSError) as exc:
+            raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
         old_id = self.load_cookie(request)
         data = self._get_session_data(session)
         if not data:

@@ -159,3 +159,17 @@ async def test_sign_in_with_each_session_store(make_stack, browser, redis_server
     assert "password" in again.text
     if store == "redis":
         assert await redis_server.keys("gw:session:*") == []
+
+
+async def test_redis_down_is_503_never_500(make_stack, browser, redis_server):
+    stack = await make_stack(store="redis", session={"redis_url": redis_server.url})
+    await browser.sign_in(stack.gateway + "/")
+    cookie = browser.cookies()["_gw_session"]
+    dead = await make_stack(store="redis", session={"redis_url": "redis://127.0.0.1:1/0"})
+    async with aiohttp.ClientSession() as http:
+        for url, headers in [(dead.gateway + "/x", {"Cookie": f"_gw_session={cookie}"}), (dead.gateway + "/oauth2/userinfo", {"Cookie": f"_gw_session={cookie}"})]:
+            async with http.get(url, headers={**headers, "Accept": "application/json"}, allow_redirects=False) as response:
+                assert response.status == 503, url
+                assert (await response.json())["error"] == "session_store_unavailable"
+        async with http.get(dead.gateway + "/readyz") as response:
+            assert response.status == 503 and "redis" in (await response.json())["reasons"]
