@@ -56,7 +56,8 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     if principal is not None:
         await identity.add(headers, principal)
     if is_websocket_upgrade(request):
-        return await bridge(request, route, headers, proxy.session, request.app[OPEN_WEBSOCKETS])
+        limit = request.app[CONFIG].limits.max_websocket_message
+        return await bridge(request, route, headers, proxy.session, request.app[OPEN_WEBSOCKETS], limit)
     return await proxy.forward(request, route, headers)
 
 

@@ -119,6 +119,7 @@ class RuleConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_header_size: int = 32 * 1024
+    max_websocket_message: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,10 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         top.problem("upstreams", "is required: at least one {path, url}")
     provider = _provider(top.section("provider")) if top.has("provider") else None
     limits_section = top.section("limits")
-    limits = LimitsConfig(max_header_size=limits_section.get("max_header_size", 32 * 1024, _positive(parse_size)))
+    limits = LimitsConfig(
+        max_header_size=limits_section.get("max_header_size", 32 * 1024, _positive(parse_size)),
+        max_websocket_message=limits_section.get("max_websocket_message", 4 * 1024 * 1024, _positive(parse_size)),
+    )
     limits_section.done()
     refresh_section = top.section("refresh")
     refresh = RefreshConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,8 @@ _SECRET_KEYS = {"client_secret", "secrets"}
 def _plain(value: Any, key: str = "") -> Any:
     if key in _SECRET_KEYS and value:
         return "***" if isinstance(value, str) else ["***"] * len(value)
+    if key == "redis_url" and "@" in str(value):
+        return re.sub(r"//[^@/]*@", "//***@", str(value))  # redis://:password@host
     if key == "headers" and isinstance(value, tuple):
         return dict(value)
     if dataclasses.is_dataclass(value):

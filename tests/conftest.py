@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.stack",
     "tests.fixtures.redis",
     "tests.fixtures.oidc_provider",
+    "tests.fixtures.proxies",
 ]

@@ -15,16 +15,19 @@ from ..ttl_cache import TtlCache
 
 def bearer_token(request: web.BaseRequest) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 class BearerVerifier:
     """Verifies access tokens once, then serves the claims from a small cache until they expire."""
 
-    def __init__(self, provider: Provider, client_ids: tuple[str, ...], algorithms: tuple[str, ...]) -> None:
+    def __init__(self, provider: Provider, client_ids: tuple[str, ...], algorithms: tuple[str, ...], kind: str) -> None:
         self.provider = provider
         self.client_ids = client_ids
         self.algorithms = algorithms
+        self.kind = kind
         self._verifier: TokenVerifier | None = None
         self._cache: TtlCache[dict[str, Any]] = TtlCache()
 
@@ -44,6 +47,6 @@ class BearerVerifier:
             except ProviderError:
                 raise TokenError("the identity provider's keys are not available") from None
             # The same JWKS cache as sign-in, with the bearer rules' own list of accepted clients.
-            policy = VerifyPolicy(issuer=loaded.endpoints.issuer, client_ids=self.client_ids, algorithms=self.algorithms)
+            policy = VerifyPolicy(loaded.endpoints.issuer, self.client_ids, self.algorithms, claims=self.kind)
             self._verifier = TokenVerifier(loaded.verifier.jwks, policy)
         return self._verifier

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -68,12 +67,14 @@ def setup_auth(app: web.Application, config: Config) -> None:
             app[SIGN_IN] = SignIn(config, provider, login_cookies)
             shared = None
             if redis_client is not None:
-                # Others wait as long as one refresh may take, plus a margin for the lock round trips.
-                shared = RedisSharedRefresh(redis_client, session_box, wait=config.refresh.timeout + 2)
+                # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
+                # new kid), plus a margin for the lock round trips.
+                wait = config.refresh.timeout + config.provider.timeout + 2  # type: ignore[union-attr]
+                shared = RedisSharedRefresh(redis_client, session_box, wait=wait)
             provider_config = config.provider
             assert provider_config is not None
             refresher = Refresher(provider, provider_config.kind, config.refresh.timeout, shared)
-            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms)
+            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, provider_config.kind)
             app[GATE] = Gate(config, refresher, bearer)
             app[IDENTITY_HEADERS] = IdentityHeaders(config, provider, app.get(SIGNER))
 
@@ -124,10 +125,9 @@ def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse
 def _signer(config: Config) -> GatewaySigner:
     assert config.provider is not None
     region = provider_region(config.provider)
-    # Stable across secret rotation (apps may pin it): derived from the client, not from the key.
-    load_balancer_id = hashlib.sha256(config.provider.client_id.encode()).hexdigest()[:16]
-    default_arn = f"arn:aws:elasticloadbalancing:{region}:000000000000:loadbalancer/app/cognito-gateway/{load_balancer_id}"
-    return GatewaySigner.from_secrets(config.session.secrets, config.identity.alb_signer or default_arn, region)
+    return GatewaySigner.from_secrets(
+        config.session.secrets, config.identity.alb_signer, region, client_id=config.provider.client_id
+    )
 
 
 async def _redis_problem(client: redis.Redis) -> str | None:

@@ -43,8 +43,6 @@ __all__ = ["GatewaySigner", "SIGNER", "add_key_routes"]
 _HKDF_INFO = b"cognito-gateway/alb-signing"
 # Order of the P-256 group (SEC 2): private scalars must lie in [1, n-1].
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-# The pattern aws-jwt-verify's AlbJwtVerifier accepts; an ARN outside it is rejected before any signature check.
-_ALB_ARN = ALB_ARN_PATTERN
 _REUSE_MARGIN = 30  # seconds: a cached token is never handed out closer than this to its exp
 _CACHE_SIZE = 10_000
 
@@ -85,9 +83,9 @@ def _make_key(secret: str) -> _Key:
     return _Key(kid=kid, private=private, public_pem=pem.decode("ascii"), jwk=jwk)
 
 
-def _default_arn(region: str, key: _Key) -> str:
-    # A fake account and an id derived from the key: ALB-shaped, stable while the first secret is.
-    lb_id = hashlib.sha256(key.public_pem.encode()).hexdigest()[:16]
+def default_signer_arn(region: str, client_id: str) -> str:
+    """ALB-shaped, with a fake account and an id from the client: stable across secret rotation (apps may pin it)."""
+    lb_id = hashlib.sha256(client_id.encode()).hexdigest()[:16]
     return f"arn:aws:elasticloadbalancing:{region}:000000000000:loadbalancer/app/cognito-gateway/{lb_id}"
 
 
@@ -122,14 +120,20 @@ class GatewaySigner:
 
     @classmethod
     def from_secrets(
-        cls, secrets: tuple[str, ...], signer_arn: str | None, region: str, *, clock: Callable[[], float] = time.time
+        cls,
+        secrets: tuple[str, ...],
+        signer_arn: str | None,
+        region: str,
+        *,
+        client_id: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> GatewaySigner:
         """Derive keys from the session secrets: the first signs, all are published (rotation)."""
         if not secrets:
             raise ConfigError(["session.secrets: at least one secret is needed to derive the signing key"])
         keys = [_make_key(secret) for secret in dict.fromkeys(secrets)]
-        arn = signer_arn if signer_arn is not None else _default_arn(region, keys[0])
-        if not _ALB_ARN.match(arn):
+        arn = signer_arn if signer_arn is not None else default_signer_arn(region, client_id)
+        if not ALB_ARN_PATTERN.match(arn):
             where = "signer ARN" if signer_arn is not None else f"region {region!r} (for the default signer ARN)"
             raise ConfigError([f"{where}: not a load balancer ARN that AWS's AlbJwtVerifier accepts: {arn}"])
         return cls(keys, arn, clock)

@@ -12,7 +12,7 @@ class AccessLogger(AbstractAccessLogger):
             '%s "%s %s" %s %s %.1fms',
             request.remote,
             request.method,
-            request.path,
+            request.raw_path.partition("?")[0],  # still percent-encoded: a %0a cannot forge a log line
             response.status,
             response.body_length,
             time * 1000,

@@ -43,6 +43,7 @@ async def bridge(
     headers: CIMultiDict[str],
     session: aiohttp.ClientSession,
     open_pairs: set[Pair],
+    max_message: int,
 ) -> web.StreamResponse:
     """Open the upstream WebSocket first, so its refusal can be reported as an HTTP error."""
     for name in _HANDSHAKE:
@@ -57,7 +58,7 @@ async def bridge(
                 protocols=protocols,
                 autoclose=False,
                 autoping=False,
-                max_msg_size=0,
+                max_msg_size=max_message,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
             )
     except aiohttp.WSServerHandshakeError as exc:
@@ -69,7 +70,10 @@ async def bridge(
         return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 
     client = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False, autoping=False, max_msg_size=0
+        protocols=(upstream.protocol,) if upstream.protocol else (),
+        autoclose=False,
+        autoping=False,
+        max_msg_size=max_message,  # a whole message is held in memory: bound it
     )
     pair = (client, upstream)
     open_pairs.add(pair)
@@ -111,6 +115,7 @@ async def _relay(
             return
         elif kind is WSMsgType.CLOSING:
             return  # the other relay is closing this socket
-        else:  # CLOSED or ERROR: the source is gone without a close handshake
-            await sink.close(code=1011 if kind is WSMsgType.ERROR else 1001)
+        else:  # ERROR (e.g. a message over the limit) or CLOSED: no close handshake from the source
+            code = 1009 if isinstance(message.data, aiohttp.WebSocketError) and message.data.code == 1009 else 1011
+            await sink.close(code=code if kind is WSMsgType.ERROR else 1001)
             return

@@ -144,3 +144,13 @@ async def test_app_vanishing_closes_the_client_side(make_gateway, http):
             assert ws.close_code in (1001, 1011)
     finally:
         await runner.cleanup()
+
+
+async def test_messages_over_the_limit_close_with_1009(make_gateway, demo_upstream, http):
+    gateway = await make_gateway(gateway_config(demo_upstream, limits={"max_websocket_message": "64KB"}))
+    async with http.ws_connect(gateway + "/ws/echo", max_msg_size=0) as ws:
+        await ws.send_bytes(b"x" * 60_000)
+        assert len((await ws.receive(timeout=5)).data) == 60_000
+        await ws.send_bytes(b"x" * 200_000)
+        message = await ws.receive(timeout=5)
+        assert message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED) and ws.close_code == 1009

@@ -1,0 +1,286 @@
+"""Forward-auth (/oauth2/auth) behind a real nginx (auth_request) and a real Caddy (forward_auth).
+
+The browser only ever talks to the proxy: the gateway's public_url is the proxy's URL, the local
+Cognito's callback and sign-out URLs point at the proxy, and the proxy routes /oauth2/ to the gateway.
+The configurations are the ones in docs/deployment.md (tests/fixtures/proxies.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from gateway.demo.upstream import create_demo_app, echo
+from tests.fixtures.idp import RunningIdp, default_idp_config
+from tests.fixtures.proxies import CADDY_SITE, NGINX_SITE, RunningProxy
+from tests.fixtures.servers import ROOT, free_port, start_runner
+from tests.fixtures.stack import SESSION_SECRET, gateway_clients, session_in
+
+RULES = [
+    {"path": "/public/**", "allow": "anyone"},
+    {"path": "/admin/**", "groups": ["admins"]},
+    {"path": "/partner/**", "host": "partner.example", "allow": "anyone"},
+]
+JSON = {"Accept": "application/json"}
+IDENTITY = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username")
+
+
+@dataclass
+class ProxiedStack:
+    proxy: RunningProxy
+    url: str  # the proxy: the only address the browser uses
+    idp: RunningIdp
+    gateway: str
+    app: str
+
+
+@pytest.fixture
+async def app_upstream() -> AsyncIterator[str]:
+    """The demo app, plus an echo of what arrived on any other path (/public/…, /admin/…)."""
+    app = create_demo_app()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner, url = await start_runner(app)
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def proxied(idp_factory, make_gateway, app_upstream, nginx_proxy, caddy_proxy) -> Callable[..., Awaitable[ProxiedStack]]:
+    async def start(kind: str, idp: dict[str, Any] | None = None, **gateway: Any) -> ProxiedStack:
+        port = free_port()  # the proxy's, first: Cognito's callback URL and public_url name it
+        url = f"http://127.0.0.1:{port}"
+        idp_config = default_idp_config()
+        idp_config["clients"] = gateway_clients(url) + idp_config["clients"]
+        running = await idp_factory(idp_config, **(idp or {}))
+        gateway_port = free_port()
+        config: dict[str, Any] = {
+            "listen": f"127.0.0.1:{gateway_port}",
+            "public_url": url,
+            "trusted_proxies": ["127.0.0.1/32"],
+            "upstreams": [{"path": "/", "url": app_upstream}],
+            "provider": {"issuer": running.issuer, "client_id": "gw-public"},
+            "session": {"secrets": [SESSION_SECRET]},
+            "rules": RULES,
+            "default": {"unauthenticated": "authenticate"},
+            **gateway,
+        }
+        gateway_url = await make_gateway(config)
+        factory = nginx_proxy if kind == "nginx" else caddy_proxy
+        proxy = await factory(gateway=gateway_url, app=app_upstream, port=port)
+        return ProxiedStack(proxy, url, running, gateway_url, app_upstream)
+
+    return start
+
+
+def seen_by_app(text: str) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def identity_received(summary: dict[str, Any]) -> dict[str, list[str]]:
+    """Every identity header the app received, in any spelling (X_Forwarded_User too), with all values."""
+    found: dict[str, list[str]] = {}
+    for name, value in summary["headers"]:
+        normalized = name.lower().replace("_", "-")
+        if normalized in IDENTITY:
+            found.setdefault(normalized, []).append(value)
+    return found
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _big_session_users() -> list[dict[str, Any]]:
+    """Real Cognito sessions are 4-6 KB (two cookie chunks); the local tokens are smaller, so add attributes.
+
+    Random ones: the session is compressed before it is sealed.
+    """
+    users = default_idp_config()["users"]
+    alice = next(u for u in users if u["username"] == "alice")
+    alice["attributes"] = {**alice["attributes"], "custom:bio": secrets.token_urlsafe(1200), "custom:notes": secrets.token_urlsafe(900)}
+    return users
+
+
+SHORT_TOKENS_BIG_SESSION = {"token_lifetimes": {"access": 2, "id": 2}, "users": _big_session_users()}
+PROXIES = pytest.mark.parametrize("kind", ["nginx", "caddy"])
+
+
+@PROXIES
+async def test_browser_signs_in_through_the_proxy_and_returns_to_the_original_uri(proxied, browser, kind):
+    stack = await proxied(kind)
+    page = await browser.open(stack.url + "/api/whoami?x=1&y=2")
+    assert page.status == 200 and "password" in page.text, (page.status, page.url, page.text[:300])
+    assert urlsplit(page.url).netloc == urlsplit(stack.idp.url).netloc, "ends on the local Cognito's form"
+    start = next(u for u in page.history if urlsplit(u).path == "/oauth2/start")
+    assert start.startswith(stack.url + "/oauth2/start?"), "sign-in starts on the proxy's host"
+    assert query(start)["rd"] == "/api/whoami?x=1&y=2", "the whole original URI, query included"
+    assert query(page.history[page.history.index(start) + 1])["redirect_uri"] == stack.url + "/oauth2/callback"
+
+    landed = await browser.submit(page, username="alice", password="Passw0rd!")
+    assert landed.status == 200 and landed.url == stack.url + "/api/whoami?x=1&y=2", landed.history
+    assert any(u.startswith(stack.url + "/oauth2/callback?") for u in landed.history), "callback through the proxy"
+    summary = seen_by_app(landed.text)
+    assert summary["raw_path"] == "/api/whoami?x=1&y=2"
+    assert identity_received(summary) == {
+        "x-forwarded-user": ["alice"],
+        "x-forwarded-email": ["alice@example.com"],
+        "x-forwarded-groups": ["admins"],
+    }, summary["headers"]
+    assert summary["host"] == urlsplit(stack.url).netloc
+
+    # Signed in: the next request goes straight through, with no visit to the gateway's endpoints.
+    again = await browser.open(stack.url + "/api/whoami")
+    assert again.status == 200 and again.history == [stack.url + "/api/whoami"]
+    assert identity_received(seen_by_app(again.text))["x-forwarded-user"] == ["alice"]
+
+
+@PROXIES
+async def test_client_identity_headers_never_reach_the_app(proxied, browser, kind):
+    stack = await proxied(kind)
+    spoofed = {
+        "X-Forwarded-User": "mallory",
+        "X-Forwarded-Email": "mallory@evil.example",
+        "X-Forwarded-Groups": "admins",
+        "X-Forwarded-Preferred-Username": "mallory",
+        "X_Forwarded_User": "mallory",
+        "X-Auth-Set-Cookie-0": "_gw_session_0=planted; Path=/",
+        **JSON,
+    }
+    # Anonymous on a public path: the auth answer carries no identity, and the client's must not pass.
+    async with browser.session.get(stack.url + "/public/page", headers=spoofed, allow_redirects=False) as response:
+        assert response.status == 200, await response.text()
+        summary = seen_by_app(await response.text())
+        assert identity_received(summary) == {}
+        assert "Set-Cookie" not in response.headers, "a client's X-Auth-Set-Cookie-N must not come back as a cookie"
+
+    await browser.sign_in(stack.url + "/api/whoami", "bob")
+    async with browser.session.get(stack.url + "/api/whoami", headers=spoofed, allow_redirects=False) as response:
+        assert response.status == 200
+        received = identity_received(seen_by_app(await response.text()))
+    assert received == {"x-forwarded-user": ["bob"], "x-forwarded-email": ["bob@example.com"]}, received
+
+
+@PROXIES
+async def test_client_cannot_choose_the_uri_the_gateway_judges(proxied, http, kind):
+    """X-Original-URI / X-Forwarded-Uri from the client must not make /admin look like /public.
+
+    The proxy overwrites its own header; the client's copy under the other proxy's name is either
+    dropped by the config (Caddy: 401, as without it) or refused by the gateway as a contradiction (403).
+    """
+    stack = await proxied(kind)
+    for header in ("X-Original-URI", "X-Forwarded-Uri"):
+        headers = {header: "/public/x", "X-Original-Method": "GET", "X-Forwarded-Method": "GET", **JSON}
+        async with http.get(stack.url + "/admin/secret", headers=headers, allow_redirects=False) as response:
+            body = await response.text()
+            assert response.status in (401, 403), (header, response.status, body)
+            assert '"raw_path"' not in body, "the app must not be reached"
+
+
+@PROXIES
+async def test_client_cannot_choose_the_host_the_gateway_judges(proxied, http, kind):
+    stack = await proxied(kind)
+    headers = {"X-Forwarded-Host": "partner.example", **JSON}
+    async with http.get(stack.url + "/partner/x", headers=headers, allow_redirects=False) as response:
+        assert response.status == 401, (response.status, await response.text())
+    if kind == "nginx":  # the rule does work for that host (Caddy serves only the site's own host here)
+        async with http.get(stack.url + "/partner/x", headers={"Host": "partner.example", **JSON}) as response:
+            assert response.status == 200
+
+
+@PROXIES
+async def test_public_path_needs_no_sign_in(proxied, http, kind):
+    stack = await proxied(kind)
+    async with http.get(stack.url + "/public/docs/a.html?q=1", allow_redirects=False) as response:
+        assert response.status == 200
+        summary = seen_by_app(await response.text())
+    assert summary["raw_path"] == "/public/docs/a.html?q=1" and identity_received(summary) == {}
+
+
+@PROXIES
+async def test_admin_path_needs_the_group(proxied, browser, kind):
+    stack = await proxied(kind)
+    await browser.sign_in(stack.url + "/admin/panel", "bob")  # lands on the 403
+    async with browser.session.get(stack.url + "/admin/panel", allow_redirects=False) as response:
+        assert response.status == 403
+        assert "Location" not in response.headers
+    browser.session.cookie_jar.clear()
+    landed = await browser.sign_in(stack.url + "/admin/panel", "alice")
+    assert landed.status == 200 and landed.url == stack.url + "/admin/panel"
+    summary = seen_by_app(landed.text)
+    assert summary["raw_path"] == "/admin/panel" and identity_received(summary)["x-forwarded-groups"] == ["admins"]
+
+
+@PROXIES
+async def test_api_client_gets_401_not_a_redirect(proxied, http, kind):
+    stack = await proxied(kind)
+    for method, headers in [("GET", JSON), ("GET", {"X-Requested-With": "XMLHttpRequest"}), ("POST", {"Accept": "text/html"})]:
+        async with http.request(method, stack.url + "/api/echo/x", headers=headers, data=b"{}", allow_redirects=False) as response:
+            assert response.status == 401, (method, headers, response.status)
+            assert "Location" not in response.headers
+            body = await response.text()
+            assert json.loads(body)["error"] == "unauthenticated", body
+
+
+@PROXIES
+async def test_sign_out_through_the_proxy(proxied, browser, kind):
+    stack = await proxied(kind)
+    await browser.sign_in(stack.url + "/api/whoami")
+    assert any(name.startswith("_gw_session_") for name in browser.cookies())
+
+    page = await browser.open(stack.url + "/oauth2/sign_out")
+    assert page.history[0] == stack.url + "/oauth2/sign_out"
+    logout = page.history[1]
+    assert urlsplit(logout).path == "/logout" and query(logout)["logout_uri"] == stack.url + "/"
+    assert stack.url + "/" in page.history[2:], "Cognito sends the browser back to the proxy"
+    assert not [name for name in browser.cookies() if re.fullmatch(r"_gw_session_\d", name)], browser.cookies()
+    assert page.status == 200 and "password" in page.text, "signed out: / asks for a sign-in again"
+    async with browser.session.get(stack.url + "/api/whoami", headers=JSON, allow_redirects=False) as response:
+        assert response.status == 401
+
+
+@PROXIES
+async def test_refreshed_session_cookies_reach_the_browser(proxied, browser, kind):
+    stack = await proxied(kind, idp=SHORT_TOKENS_BIG_SESSION, refresh={"before_expiry": "0s", "timeout": "2s"})
+    landed = await browser.sign_in(stack.url + "/api/whoami")
+    assert landed.status == 200, f"sign-in with a two-chunk session failed: {landed.status} {landed.text[:200]}"
+    old_cookies = {k: v for k, v in browser.cookies().items() if k.startswith("_gw_session_")}
+    old = session_in(old_cookies)
+    assert len(old_cookies) >= 2, "a Cognito session is chunked: the test needs more than one Set-Cookie"
+    await asyncio.sleep(max(0.0, old["exp"] - time.time()) + 0.2)
+
+    async with browser.session.get(stack.url + "/api/whoami", allow_redirects=False) as response:
+        assert response.status == 200, "no sign-in page while the refresh token is good"
+        summary = seen_by_app(await response.text())
+        assert identity_received(summary)["x-forwarded-user"] == ["alice"]
+        assert not [h for h, _ in summary["headers"] if h.lower().startswith("x-auth-set-cookie")], "not for the app"
+        lines = response.headers.getall("Set-Cookie", [])
+        assert not [h for h in response.headers if h.lower().startswith("x-auth-set-cookie")]
+    new_chunks = {}
+    for line in lines:
+        name, _, rest = line.partition("=")
+        if re.fullmatch(r"_gw_session_\d", name):
+            new_chunks[name] = rest.split(";", 1)[0]
+    assert set(old_cookies) <= set(new_chunks), f"every chunk must be rewritten, got {lines}"
+    assert all(new_chunks[name] != old_cookies[name] for name in old_cookies)
+    new = session_in(browser.cookies())
+    assert new["at"] != old["at"] and new["exp"] > time.time() and new["rt"] == old["rt"]
+
+    # The browser now holds the new session: the next request works without another refresh.
+    async with browser.session.get(stack.url + "/api/whoami", allow_redirects=False) as response:
+        assert response.status == 200 and "Set-Cookie" not in response.headers
+    stats = await stack.idp.admin("GET", "stats")
+    assert stats["token_requests"].get("refresh_token", 0) == 1
+
+
+def test_docs_show_the_tested_configurations():
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    assert NGINX_SITE in text, "docs/deployment.md must show tests/fixtures/proxies.py's NGINX_SITE verbatim"
+    assert CADDY_SITE in text, "docs/deployment.md must show tests/fixtures/proxies.py's CADDY_SITE verbatim"
