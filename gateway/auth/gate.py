@@ -82,10 +82,12 @@ class Gate:
         """The session's identity, refreshed first if its access token is about to expire."""
         session = await get_session(request)
         signed_in = None if session.empty else SignedIn.from_dict(dict(session))
-        if signed_in is None or (self.idle_timeout and _idle_too_long(session, self.idle_timeout)):
+        if signed_in is None or (self.idle_timeout and _idle_expired(session, self.idle_timeout)):
             if not session.empty:
                 session.invalidate()
             return None
+        if self.idle_timeout:
+            _touch(session, self.idle_timeout)
         if signed_in.refresh_token and signed_in.expires_within(self.before_expiry):
             result = await self.refresher.refresh(signed_in)
             if result.outcome == REFRESHED and result.signed_in is not None:
@@ -101,11 +103,12 @@ class Gate:
         return Principal(signed_in.claims, signed_in.access_token, signed_in.access_expires_at)
 
 
-def _idle_too_long(session: Session, idle_timeout: float) -> bool:
+def _idle_expired(session: Session, idle_timeout: float) -> bool:
+    return time.time() - float(session.get(SEEN, session.created)) > idle_timeout
+
+
+def _touch(session: Session, idle_timeout: float) -> None:
+    """Record activity, rewriting the session now and then rather than on every request."""
     now = time.time()
-    seen = float(session.get(SEEN, session.created))
-    if now - seen > idle_timeout:
-        return True
-    if now - seen > min(60.0, idle_timeout / 10):  # rewrite the cookie now and then, not on every request
+    if now - float(session.get(SEEN, session.created)) > min(60.0, idle_timeout / 10):
         session[SEEN] = int(now)
-    return False

@@ -19,7 +19,8 @@ from ..oidc.client import GrantError
 from ..oidc.provider import LoadedProvider, Provider
 from ..responses import error_response, wants_json
 from ..session.login_state import LoginState, LoginStateCookies
-from ..session.model import SignedIn
+from ..session.model import SignedIn, groups_of, username_of
+from .identity import Principal
 from .return_to import safe_return_path
 from .tokens import verify_tokens
 
@@ -35,15 +36,21 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
-async def current_user(request: web.Request) -> SignedIn | None:
-    """The signed-in identity of this request's session, if its access token is still valid."""
-    session = await get_session(request)
-    if session.empty:
-        return None
-    signed_in = SignedIn.from_dict(dict(session))
-    if signed_in is None or signed_in.expires_within(0):
-        return None
-    return signed_in
+def userinfo_response(request: web.Request, principal: Principal | None) -> web.Response:
+    """/oauth2/userinfo: who the session says is signed in (after idle and refresh rules), as JSON."""
+    if principal is None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="gateway"'}
+        return error_response(request, 401, "unauthenticated", "Sign-in required.", headers=challenge, json_only=True)
+    claims = principal.claims
+    body = {
+        "sub": claims.get("sub"),
+        "username": username_of(claims),
+        "email": claims.get("email"),
+        "email_verified": claims.get("email_verified"),
+        "groups": groups_of(claims),
+        "expires_at": int(principal.access_expires_at),
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 def unauthenticated(request: web.Request, prefix: str) -> web.Response:
@@ -168,19 +175,3 @@ class SignIn:
         if signed_in is not None:
             params["id_token_hint"] = signed_in.id_token
         return f"{loaded.endpoints.logout}?{urlencode(params)}"
-
-    async def userinfo(self, request: web.Request) -> web.Response:
-        signed_in = await current_user(request)
-        if signed_in is None:
-            challenge = {"WWW-Authenticate": 'Bearer realm="gateway"'}
-            return error_response(request, 401, "unauthenticated", "Sign-in required.", headers=challenge, json_only=True)
-        claims = signed_in.claims
-        body = {
-            "sub": claims.get("sub"),
-            "username": signed_in.username,
-            "email": claims.get("email"),
-            "email_verified": claims.get("email_verified"),
-            "groups": signed_in.groups,
-            "expires_at": int(signed_in.access_expires_at),
-        }
-        return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -21,7 +21,7 @@ from .bearer import BearerVerifier
 from .forward import FORWARD_AUTH_ROUTE, forward_auth, mirror_set_cookies
 from .gate import Gate
 from .identity import IdentityHeaders
-from .login import SignIn
+from .login import SignIn, userinfo_response
 from .middleware import require_sign_in, save_on_prepare, session_store_errors
 from .refresh import Refresher
 from .shared_refresh import RedisSharedRefresh
@@ -103,9 +103,13 @@ def setup_auth(app: web.Application, config: Config) -> None:
         ("GET", "callback", "callback"),
         ("GET", "sign_out", "sign_out"),
         ("POST", "sign_out", "sign_out"),
-        ("GET", "userinfo", "userinfo"),
     ]:
         app.router.add_route(method, f"{prefix}/{path}", _delegate(name))
+
+    async def userinfo(request: web.Request) -> web.StreamResponse:
+        return userinfo_response(request, await request.app[GATE].session_principal(request))
+
+    app.router.add_get(f"{prefix}/userinfo", userinfo)
 
     async def auth(request: web.Request) -> web.StreamResponse:
         return await forward_auth(request, request.app[GATE], request.app[IDENTITY_HEADERS], prefix, config.trusted_proxies)

@@ -24,6 +24,16 @@ def unverified_payload(token: str) -> dict[str, Any]:
         return {}
 
 
+def username_of(claims: dict[str, Any]) -> str:
+    """Cognito names the user `cognito:username` in id tokens and `username` in access tokens."""
+    return str(claims.get("cognito:username") or claims.get("username") or claims.get("preferred_username") or claims.get("sub", ""))
+
+
+def groups_of(claims: dict[str, Any]) -> list[str]:
+    groups = claims.get("cognito:groups") or claims.get("groups") or []
+    return [str(g) for g in groups] if isinstance(groups, list) else [str(groups)]
+
+
 @dataclass(frozen=True)
 class SignedIn:
     id_token: str
@@ -61,13 +71,7 @@ class SignedIn:
 
     @property
     def username(self) -> str:
-        claims = self.claims
-        return str(claims.get("cognito:username") or claims.get("username") or claims.get("preferred_username") or claims.get("sub", ""))
-
-    @property
-    def groups(self) -> list[str]:
-        groups = self.claims.get("cognito:groups") or self.claims.get("groups") or []
-        return [str(g) for g in groups] if isinstance(groups, list) else [str(groups)]
+        return username_of(self.claims)
 
     def expires_within(self, seconds: float, now: float | None = None) -> bool:
         return self.access_expires_at - (time.time() if now is None else now) <= seconds

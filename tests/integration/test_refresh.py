@@ -142,6 +142,8 @@ async def test_idle_timeout(make_stack, browser):
         async with browser.session.get(stack.gateway + "/api/whoami", allow_redirects=False) as response:
             assert response.status == 200
     await asyncio.sleep(2.3)
+    async with browser.session.get(stack.gateway + "/oauth2/userinfo") as response:
+        assert response.status == 401, "the gateway's own endpoints apply the idle timeout too"
     async with browser.session.get(stack.gateway + "/app", allow_redirects=False) as response:
         assert response.status == 302 and response.headers["Location"].startswith("/oauth2/start")
 
