@@ -70,6 +70,7 @@ class SignIn:
         self.login_cookies = login_cookies
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
+        self.kind = config.provider.kind
 
     async def _provider(self, request: web.Request) -> LoadedProvider | web.Response:
         try:
@@ -135,7 +136,7 @@ class SignIn:
             return loaded
         try:
             tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
-            signed_in = await verify_tokens(loaded, tokens, self.config.provider.kind, nonce=login.nonce)  # type: ignore[union-attr]
+            signed_in = await verify_tokens(loaded, tokens, self.kind, nonce=login.nonce)
         except GrantError as exc:
             log.warning("code exchange refused: %s", exc.error)
             message = f"The sign-in could not be completed ({exc.error}). Please sign in again."

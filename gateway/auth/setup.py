@@ -52,7 +52,8 @@ def _storage(config: Config, box: SecretBox, secure: bool) -> tuple[AbstractStor
 
 
 def setup_auth(app: web.Application, config: Config) -> None:
-    assert config.provider is not None and config.public_url is not None
+    provider_config = config.provider
+    assert provider_config is not None and config.public_url is not None
     secure = config.public_url.startswith("https://")
     session_box = SecretBox(config.session.secrets, "session")
     storage, redis_client = _storage(config, session_box, secure)
@@ -63,16 +64,14 @@ def setup_auth(app: web.Application, config: Config) -> None:
 
     async def provider_lifetime(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            provider = Provider(config.provider, http)  # type: ignore[arg-type]
+            provider = Provider(provider_config, http)
             app[SIGN_IN] = SignIn(config, provider, login_cookies)
             shared = None
             if redis_client is not None:
                 # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
                 # new kid), plus a margin for the lock round trips.
-                wait = config.refresh.timeout + config.provider.timeout + 2  # type: ignore[union-attr]
+                wait = config.refresh.timeout + provider_config.timeout + 2
                 shared = RedisSharedRefresh(redis_client, session_box, wait=wait)
-            provider_config = config.provider
-            assert provider_config is not None
             refresher = Refresher(provider, provider_config.kind, config.refresh.timeout, shared)
             bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, provider_config.kind)
             app[GATE] = Gate(config, refresher, bearer)

@@ -50,10 +50,6 @@ class ChunkedCookieStorage(AbstractStorage):
             names.append(name)
         return names
 
-    def owns_cookie(self, name: str) -> bool:
-        prefix = f"{self.cookie_name}_"
-        return name.startswith(prefix) and name[len(prefix) :].isdigit()
-
     async def load_session(self, request: web.Request) -> Session:
         names = self.chunk_names(request)
         sealed = "".join(request.cookies[name] for name in names)
