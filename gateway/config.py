@@ -100,6 +100,8 @@ class IdentityConfig:
     alb_signer: str | None = None
     assertion_header: str | None = None
     assertion_audience: str | None = None
+    strip_headers: tuple[str, ...] = ()  # more client headers to remove: names, or prefixes ending in *
+    pass_method_override: bool = False  # let X-HTTP-Method-Override & co. reach the app
 
 
 @dataclass(frozen=True)
@@ -427,9 +429,19 @@ def _identity(s: _Section) -> IdentityConfig:
         alb_signer=s.get("alb_signer", None, _alb_arn),
         assertion_header=s.get("assertion_header", None, _string),
         assertion_audience=s.get("assertion_audience", None, _string),
+        strip_headers=s.get("strip_headers", (), _header_patterns),
+        pass_method_override=s.get("pass_method_override", False, _boolean),
     )
     s.done()
     return identity
+
+
+def _header_patterns(value: Any) -> tuple[str, ...]:
+    names = _string_list(value)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+\*?", name):
+            raise ValueError(f"not a header name or prefix* : {name!r}")
+    return names
 
 
 def _alb_arn(value: Any) -> str:

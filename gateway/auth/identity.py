@@ -14,12 +14,12 @@ from ..config import Config
 from ..errors import ProviderError
 from ..oidc.provider import Provider
 from ..ttl_cache import TtlCache
+from .foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES, HeaderMatcher
 
 log = logging.getLogger("gateway.identity")
 
 DEFAULT_HEADERS = ("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username")
 ACCESS_TOKEN_HEADER = "X-Forwarded-Access-Token"
-ALB_PREFIX = "x-amzn-oidc-"
 # What the ALB puts in x-amzn-oidc-data: the userInfo claims.
 _USERINFO_CLAIMS = ("sub", "username", "email", "email_verified", "phone_number", "phone_number_verified", "name")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,11 +39,6 @@ class Signer(Protocol):
     def alb_data(self, claims: dict[str, Any], issuer: str, client_id: str, expires_at: int) -> str: ...
 
     def assertion(self, claims: dict[str, Any], issuer: str, audience: str, lifetime: int = 60) -> str: ...
-
-
-def _normalized(name: str) -> str:
-    # Many servers (CGI, WSGI, PHP) read X_Forwarded_User and X-Forwarded-User as one header.
-    return name.lower().replace("_", "-")
 
 
 def header_value(value: Any) -> str | None:
@@ -68,12 +63,16 @@ class IdentityHeaders:
         names = {*DEFAULT_HEADERS, *(h for h, _ in self.identity.headers), ACCESS_TOKEN_HEADER}
         if self.identity.assertion_header:
             names.add(self.identity.assertion_header)
-        self.protected = frozenset(_normalized(n) for n in names)
+        extra = HeaderMatcher.of_patterns(self.identity.strip_headers)
+        if not self.identity.pass_method_override:
+            names |= METHOD_OVERRIDE_NAMES
+        # Ours, other systems' (foreign_headers.py) and the operator's: a client may send none of them.
+        self.spoofable = HeaderMatcher([*names, *FOREIGN_NAMES, *extra.names], [*FOREIGN_PREFIXES, *extra.prefixes])
         self._userinfo: TtlCache[dict[str, Any]] = TtlCache()
 
     def strip(self, headers: CIMultiDict[str]) -> None:
         """Remove client-sent identity headers, in any spelling; always, on every path."""
-        for name in [n for n in headers if _normalized(n) in self.protected or _normalized(n).startswith(ALB_PREFIX)]:
+        for name in [n for n in headers if self.spoofable(n)]:
             headers.popall(name, None)
         if self.identity.pass_authorization:
             # The upstream will trust Authorization as the gateway's: only a token the gateway verified may pass.

@@ -76,11 +76,21 @@ def permits(rule: RuleConfig, claims: dict[str, Any]) -> bool:
         if not set(allowed) & set(present):
             return False
     if rule.email_domains:
-        email = str(claims.get("email") or "")
         verified = claims.get("email_verified") in (True, "true")
-        if not verified or email.rpartition("@")[2].lower() not in rule.email_domains:
+        if not verified or email_domain(claims.get("email")) not in rule.email_domains:
             return False
     return True
+
+
+# One local part, one @, and a plain DNS name: `a@evil.com@example.com`, quoted or encoded local
+# parts and odd characters in the domain never pass (the class of oauth2-proxy's email-domain advisories, see docs/security.md).
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]+@([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+)$")
+
+
+def email_domain(email: Any) -> str | None:
+    """The lower-cased domain of a plain address, or None for anything unusual."""
+    match = _EMAIL.match(email) if isinstance(email, str) else None
+    return match.group(1).lower() if match else None
 
 
 def _claim_text(value: Any) -> str:
