@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .errors import ConfigError
+from .published_secrets import is_published_secret
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -55,7 +56,7 @@ class ProviderConfig:
     client_id: str
     cognito: CognitoConfig | None = None
     issuer: str | None = None
-    kind: str = "cognito"  # cognito: Cognito's claims and Hosted UI; oidc: any OpenID provider
+    kind: str = "cognito"  # cognito: Cognito's claims and Hosted UI; oidc: any OpenID provider (detected when unset)
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     algorithms: tuple[str, ...] = ("RS256",)
@@ -122,6 +123,10 @@ class RuleConfig:
 class LimitsConfig:
     max_header_size: int = 32 * 1024
     max_websocket_message: int = 4 * 1024 * 1024
+    header_timeout: float = 30.0  # a new connection's request head must be complete by then (nginx client_header_timeout)
+    keepalive_timeout: float = 60.0  # an idle keep-alive connection is closed after this
+    max_websockets: int = 1000  # open at once through this process
+    max_websockets_per_session: int = 20  # per signed-in user (sub), or per client address when anonymous
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Config:
     listen_port: int = 8080
     public_url: str | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    allowed_origins: tuple[str, ...] = ()  # other origins whose pages may open WebSockets and sign out
     endpoints_prefix: str = "/oauth2"
     shutdown_grace: float = 30.0
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -161,6 +167,12 @@ def parse_duration(value: Any) -> float:
     if not match:
         raise ValueError(f"not a duration like 90s, 5m or 12h: {value!r}")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not a whole number: {value!r}")
+    return value
 
 
 def parse_size(value: Any) -> int:
@@ -306,6 +318,24 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"not an IP address or CIDR: {value!r}") from None
 
 
+def _origin(value: Any) -> str:
+    """`https://admin.example.com[:port]`: what a browser sends as Origin, compared exactly."""
+    text = _string(value).rstrip("/").lower()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise ValueError(f"not an origin like https://app.example.com: {value!r}")
+    return text
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _path_prefix(value: Any) -> str:
     text = _string(value)
     if not text.startswith("/"):
@@ -360,7 +390,7 @@ def _provider(s: _Section) -> ProviderConfig:
         client_id=s.required("client_id", _string) or "",
         cognito=cognito,
         issuer=issuer,
-        kind=s.get("kind", "cognito", _one_of("cognito", "oidc")),
+        kind=s.get("kind", None, _one_of("cognito", "oidc")) or detected_kind(cognito is not None, issuer),
         client_secret=s.get("client_secret", None, _string) or None,
         scopes=s.get("scopes", ("openid", "email", "profile"), _string_list),
         algorithms=s.get("algorithms", ("RS256",), algorithms),
@@ -449,6 +479,21 @@ def _alb_arn(value: Any) -> str:
     if not ALB_ARN_PATTERN.match(text):
         raise ValueError(f"not a load balancer ARN like arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/name/id: {text!r}")
     return text
+
+
+def detected_kind(shorthand: bool, issuer: str | None) -> str:
+    """`cognito` for the shorthand and for Cognito issuers, `oidc` for any other OpenID provider.
+
+    A Cognito issuer is https://cognito-idp.<region>.amazonaws.com/<pool id>; the local Cognito's
+    issuer path ends in a pool id too.
+    """
+    if shorthand:
+        return "cognito"
+    parts = urlsplit(issuer or "")
+    host = parts.hostname or ""
+    if host.startswith("cognito-idp.") and host.endswith(".amazonaws.com"):
+        return "cognito"
+    return "cognito" if _POOL_ID.match(parts.path.rstrip("/").rsplit("/", 1)[-1]) else "oidc"
 
 
 def provider_region(provider: ProviderConfig) -> str:
@@ -543,6 +588,10 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
     limits = LimitsConfig(
         max_header_size=limits_section.get("max_header_size", 32 * 1024, _positive(parse_size)),
         max_websocket_message=limits_section.get("max_websocket_message", 4 * 1024 * 1024, _positive(parse_size)),
+        header_timeout=limits_section.get("header_timeout", 30.0, _positive(parse_duration)),
+        keepalive_timeout=limits_section.get("keepalive_timeout", 60.0, _positive(parse_duration)),
+        max_websockets=limits_section.get("max_websockets", 1000, _positive(parse_count)),
+        max_websockets_per_session=limits_section.get("max_websockets_per_session", 20, _positive(parse_count)),
     )
     limits_section.done()
     refresh_section = top.section("refresh")
@@ -557,6 +606,7 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         listen_port=listen_port,
         public_url=top.get("public_url", None, _http_url),
         trusted_proxies=top.get("trusted_proxies", (), lambda v: tuple(_network(x) for x in _string_list(v))),
+        allowed_origins=top.get("allowed_origins", (), lambda v: tuple(_origin(x) for x in _string_list(v))),
         endpoints_prefix=top.get("endpoints_prefix", "/oauth2", lambda v: _path_prefix(v).rstrip("/")),
         shutdown_grace=top.get("shutdown_grace", 30.0, parse_duration),
         limits=limits,
@@ -567,6 +617,14 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         rules=tuple(_rule(s, is_default=False) for s in top.items("rules")),
         default_rule=_rule(top.section("default"), is_default=True),
     )
+    if provider is not None and not _is_loopback(config.listen_host):
+        for index, secret in enumerate(config.session.secrets):
+            if is_published_secret(secret):
+                top.problem(
+                    f"session.secrets[{index}]",
+                    "is published in the cognito-gateway repository: anyone could forge sessions with it. "
+                    "Set your own (openssl rand -base64 32), or listen on 127.0.0.1 only",
+                )
     if provider is not None and config.public_url is None:
         top.problem("public_url", "is required with a provider: the callback URL is public_url + /oauth2/callback")
     if provider is None:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .app import create_app, parser_limits
 from .config import Config
+from .connections import GatewayRunner
 from .ops.access_log import AccessLogger
 
 log = logging.getLogger("gateway")
@@ -49,11 +50,13 @@ async def _start(config: Config, reuse_port: bool = False) -> list[web.AppRunner
 
 
 async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunner:
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_app(config),
         handle_signals=False,
         shutdown_timeout=config.shutdown_grace,
         access_log_class=AccessLogger,
+        header_timeout=config.limits.header_timeout,
+        keepalive_timeout=config.limits.keepalive_timeout,
         **parser_limits(config),
     )
     await runner.setup()
