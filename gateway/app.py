@@ -6,21 +6,26 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
-from .auth.identity import IdentityHeaders
+from .auth.identity import IdentityHeaders, Principal
 from .auth.middleware import PRINCIPAL, PROXY_ROUTE, Handler
+from .auth.same_origin import OwnOrigins
 from .auth.setup import IDENTITY_HEADERS, gateway_cookie_filter, setup_auth
 from .config import Config
-from .ops.health import add_health_routes
 from .hosts import request_host, valid_host
+from .ops.health import add_health_routes
 from .proxy.http import HttpProxy
-from .proxy.routing import Router
-from .proxy.websocket import bridge, close_bridges, is_websocket_upgrade
+from .proxy.routing import Route, Router
+from .proxy.websocket import WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
 
 CONFIG = web.AppKey("config", Config)
 PROXY = web.AppKey("proxy", HttpProxy)
+WEBSOCKET_SESSION = web.AppKey("websocket_session", aiohttp.ClientSession)
 OPEN_WEBSOCKETS = web.AppKey("open_websockets", set)
+WEBSOCKET_SLOTS = web.AppKey("websocket_slots", WebSocketSlots)
+OWN_ORIGINS = web.AppKey("own_origins", OwnOrigins)
 
 
 def parser_limits(config: Config) -> dict[str, int]:
@@ -56,9 +61,27 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     if principal is not None:
         await identity.add(headers, principal)
     if is_websocket_upgrade(request):
-        limit = request.app[CONFIG].limits.max_websocket_message
-        return await bridge(request, route, headers, proxy.session, request.app[OPEN_WEBSOCKETS], limit)
+        return await _websocket(request, route, headers, principal)
     return await proxy.forward(request, route, headers)
+
+
+async def _websocket(request: web.Request, route: Route, headers: CIMultiDict[str], principal: Principal | None) -> web.StreamResponse:
+    app = request.app
+    if not app[OWN_ORIGINS].websocket_allowed(request):
+        # Cross-site WebSocket hijacking: SameSite cookies do not stop a sibling subdomain's page.
+        return error_response(request, 403, "origin_not_allowed", "WebSockets may only be opened from this site's own pages.")
+    key = f"sub:{principal.claims.get('sub')}" if principal is not None else f"addr:{request.remote}"
+    slots = app[WEBSOCKET_SLOTS]
+    refused = slots.acquire(key)
+    if refused == "total":
+        return error_response(request, 503, "too_many_websockets", "Too many WebSockets are open on this gateway. Try again later.")
+    if refused == "per_key":
+        return error_response(request, 429, "too_many_websockets", f"At most {slots.per_key} WebSockets may be open per session.")
+    try:
+        limit = app[CONFIG].limits.max_websocket_message
+        return await bridge(request, route, headers, app[WEBSOCKET_SESSION], app[OPEN_WEBSOCKETS], limit)
+    finally:
+        slots.release(key)
 
 
 def _client_session_ctx(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -73,8 +96,16 @@ def _client_session_ctx(config: Config) -> Callable[[web.Application], AsyncIter
         )
         private_cookie = gateway_cookie_filter(config.session.cookie_name) if config.auth_enabled else None
         app[PROXY] = HttpProxy(Router(config.upstreams), session, config.trusted_proxies, private_cookie)
+        # WebSockets hold a connection for their whole life: in the HTTP pool, 256 of them would leave
+        # no connection for plain requests. Their own pool, bounded by limits.max_websockets instead.
+        app[WEBSOCKET_SESSION] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
         yield
         await session.close()
+        await app[WEBSOCKET_SESSION].close()
 
     return client_session
 
@@ -88,6 +119,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[edge_checks], client_max_size=0)
     app[CONFIG] = config
     app[OPEN_WEBSOCKETS] = set()
+    app[WEBSOCKET_SLOTS] = WebSocketSlots(config.limits.max_websockets, config.limits.max_websockets_per_session)
+    app[OWN_ORIGINS] = OwnOrigins(config.public_url, config.allowed_origins)
     app[IDENTITY_HEADERS] = IdentityHeaders(config)  # strips spoofed headers even with sign-in off
     add_health_routes(app)
     app.cleanup_ctx.append(_client_session_ctx(config))

@@ -350,7 +350,7 @@ def _upstream(s: _Section) -> UpstreamConfig:
     up = UpstreamConfig(
         path=s.get("path", "/", _path_prefix),
         url=s.required("url", _http_url) or "http://invalid",
-        host=s.get("host", None, lambda v: _string(v).lower()),
+        host=s.get("host", None, lambda v: _string(v).lower().removesuffix(".")),
         host_header=s.get("host_header", "preserve", _string),
         connect_timeout=s.get("connect_timeout", 5.0, _positive(parse_duration)),
         read_timeout=s.get("read_timeout", 60.0, _positive(parse_duration)),
@@ -531,7 +531,7 @@ def _rule(s: _Section, is_default: bool) -> RuleConfig:
     rule = RuleConfig(
         path=None if is_default else s.required("path", _path_pattern),
         methods=s.get("methods", None, lambda v: tuple(m.upper() for m in _string_list(v))),
-        host=s.get("host", None, lambda v: _string(v).lower()),
+        host=s.get("host", None, lambda v: _string(v).lower().removesuffix(".")),
         allow_anyone=s.get("allow", None, _one_of("anyone")) == "anyone",
         unauthenticated=s.get("unauthenticated", "authenticate", _one_of("authenticate", "deny")),
         bearer=s.get("bearer", False, _boolean),

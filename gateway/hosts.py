@@ -8,7 +8,10 @@ from aiohttp import web
 
 # host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address. Anything else (quotes,
 # commas, spaces…) would be pasted into Forwarded / X-Forwarded-Host and the upstream's own URLs.
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+# Labels are never empty: `admin.local..` or `.admin.local` would not equal a rule's `admin.local`
+# while resolving to the same site; one trailing dot (the root) is allowed and dropped.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$")
 
 
 def valid_host(host_header: str) -> bool:
@@ -26,6 +29,13 @@ def split_host(host_header: str) -> tuple[str, str]:
     return host, port
 
 
+def host_name(host_header: str) -> str:
+    """The name rules and routes match: without port, lower-cased, without the root's trailing dot.
+
+    Only for a header that passed `valid_host`: then every spelling of one name gives one result.
+    """
+    return split_host(host_header)[0].lower().removesuffix(".")
+
+
 def request_host(request: web.BaseRequest) -> str:
-    """The Host name without port, lower-cased and without a trailing dot (`admin.example.` is `admin.example`)."""
-    return split_host(request.headers.get("Host", ""))[0].lower().removesuffix(".")
+    return host_name(request.headers.get("Host", ""))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..hosts import split_host
+from ..hosts import host_name, valid_host
 from ..proxy.headers import is_trusted
 from ..responses import error_response, wants_json
 from .gate import Decision, Gate
@@ -57,14 +57,14 @@ def _one_of(headers: CIMultiDictProxy[str], names: tuple[str, str], default: str
 
 
 def original_request(request: web.Request) -> OriginalRequest | None:
-    """The request the proxy is asking about, or None when its headers contradict each other."""
+    """The request the proxy is asking about, or None when its headers contradict each other or the host is malformed."""
     headers = request.headers
     target = _one_of(headers, ("X-Original-URI", "X-Forwarded-Uri"), "/")
     method = _one_of(headers, ("X-Original-Method", "X-Forwarded-Method"), "GET")
-    if target is None or method is None:
-        return None
     host = headers.get("X-Forwarded-Host") or headers.get("Host", "")
-    return OriginalRequest(method.upper(), split_host(host)[0].lower(), target, "X-Original-URI" in headers)
+    if target is None or method is None or not valid_host(host):
+        return None
+    return OriginalRequest(method.upper(), host_name(host), target, "X-Original-URI" in headers)
 
 
 async def forward_auth(
@@ -78,7 +78,7 @@ async def forward_auth(
     method, target, nginx = original.method, original.target, original.asked_by_nginx
     verdict = await gate.decide(request, method, original.host, target)
     if verdict.decision is Decision.ALLOW:
-        headers: CIMultiDict[str] = CIMultiDict()
+        headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": "no-store"})
         if verdict.principal is not None:
             await identity.add(headers, verdict.principal)
         return web.Response(status=202, headers=headers)

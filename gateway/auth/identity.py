@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from ..config import Config
 from ..errors import ProviderError
 from ..oidc.provider import Provider
+from ..session.model import username_of
 from ..ttl_cache import TtlCache
 from .foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES, HeaderMatcher
 
@@ -60,6 +61,7 @@ class IdentityHeaders:
         self.identity = config.identity
         self.provider = provider
         self.signer = signer
+        self.generic_provider = config.provider is not None and config.provider.kind == "oidc"
         names = {*DEFAULT_HEADERS, *(h for h, _ in self.identity.headers), ACCESS_TOKEN_HEADER}
         if self.identity.assertion_header:
             names.add(self.identity.assertion_header)
@@ -109,8 +111,12 @@ class IdentityHeaders:
 
     async def _claims(self, principal: Principal) -> dict[str, Any]:
         claims = principal.claims
-        if "username" in claims and "cognito:username" not in claims:
-            claims = {**claims, "cognito:username": claims["username"]}  # an access token names the user so
+        if "cognito:username" not in claims:
+            # A Cognito access token names the user `username` (a client_credentials one names none);
+            # a generic provider's id token perhaps `preferred_username`, and always `sub`.
+            name = username_of(claims) if self.generic_provider else claims.get("username")
+            if name:
+                claims = {**claims, "cognito:username": name}
         if not self.identity.userinfo or self.provider is None:
             return claims
         return {**await self._userinfo_for(principal), **claims}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import logging
 import re
 import secrets
@@ -17,11 +18,12 @@ from ..config import Config
 from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
 from ..oidc.provider import LoadedProvider, Provider
-from ..responses import error_response, wants_json
+from ..responses import error_response, html_page, wants_json
 from ..session.login_state import LoginState, LoginStateCookies
 from ..session.model import SignedIn, groups_of, username_of
 from .identity import Principal
 from .return_to import safe_return_path
+from .same_origin import OwnOrigins
 from .tokens import verify_tokens
 
 log = logging.getLogger("gateway.auth")
@@ -71,6 +73,7 @@ class SignIn:
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
         self.kind = config.provider.kind
+        self.own_origins = OwnOrigins(config.public_url, config.allowed_origins)
 
     async def _provider(self, request: web.Request) -> LoadedProvider | web.Response:
         try:
@@ -154,6 +157,8 @@ class SignIn:
         return redirect(login.return_to)
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        if not self.own_origins.request_is_ours(request):
+            return self._confirm_sign_out(request)
         session = await get_session(request)
         signed_in = None if session.empty else SignedIn.from_dict(dict(session))
         session.invalidate()
@@ -161,6 +166,16 @@ class SignIn:
         if signed_in is not None and signed_in.refresh_token and loaded is not None:
             await loaded.client.revoke(signed_in.refresh_token)
         return redirect(self._sign_out_destination(request, loaded, signed_in))
+
+    def _confirm_sign_out(self, request: web.Request) -> web.Response:
+        """Logout CSRF: a link on another site may not sign the user out, but may offer to."""
+        rd = safe_return_path(request.query.get("rd"))
+        action = html.escape(f"{self.config.endpoints_prefix}/sign_out?{urlencode({'rd': rd})}")
+        body = (
+            "<p>Do you want to sign out?</p>"
+            f'<form method="post" action="{action}"><button type="submit">Sign out</button></form>'
+        )
+        return html_page(200, "Sign out", body)
 
     def _sign_out_destination(self, request: web.Request, loaded: LoadedProvider | None, signed_in: SignedIn | None) -> str:
         provider = self.config.provider

@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import hdrs, web
 from aiohttp_session import SESSION_KEY, AbstractStorage
+from multidict import CIMultiDict
 
 from ..errors import SessionError
 from ..hosts import request_host
@@ -59,6 +60,22 @@ async def session_store_errors(request: web.Request, handler: Handler) -> web.St
         return error_response(request, 503, "session_store_unavailable", "Sessions are unavailable right now. Try again in a moment.")
 
 
+_SHARED_CACHE_DIRECTIVES = frozenset({"public", "s-maxage", "proxy-revalidate"})
+
+
+def keep_from_shared_caches(headers: CIMultiDict[str]) -> None:
+    """A response carrying a session cookie: `private`, whatever the app said.
+
+    An app's `Cache-Control: public` would let a CDN or corporate proxy store the Set-Cookie with
+    the page and hand one user's session to everyone who asks for that URL next.
+    """
+    directives = [d.strip() for value in headers.getall(hdrs.CACHE_CONTROL, ()) for d in value.split(",") if d.strip()]
+    kept = [d for d in directives if d.split("=", 1)[0].strip().lower() not in _SHARED_CACHE_DIRECTIVES]
+    if not any(d.lower() in ("private", "no-store") for d in kept):
+        kept.insert(0, "private")
+    headers[hdrs.CACHE_CONTROL] = ", ".join(kept)
+
+
 def save_on_prepare(storage: AbstractStorage) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
     """aiohttp-session saves only plain Responses; proxied responses stream, so save as they start."""
 
@@ -75,6 +92,8 @@ def save_on_prepare(storage: AbstractStorage) -> Callable[[web.Request, web.Stre
                 return
             for morsel in scratch.cookies.values():
                 response.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
+            if scratch.cookies:
+                keep_from_shared_caches(response.headers)
             session._changed = False
 
     return on_prepare

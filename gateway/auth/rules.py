@@ -28,14 +28,22 @@ def compile_path(pattern: str) -> Callable[[str], bool]:
     return re.compile(f"^{regex}{tail}$").match  # type: ignore[return-value]
 
 
+def matched_methods(methods: tuple[str, ...] | None) -> frozenset[str] | None:
+    """A rule for GET covers HEAD: servers answer HEAD with their GET handler (RFC 9110 §9.3.2)."""
+    if methods is None:
+        return None
+    return frozenset(methods) | ({"HEAD"} if "GET" in methods else set())
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     config: RuleConfig
     path_matches: Callable[[str], bool]
+    methods: frozenset[str] | None
 
     def matches(self, method: str, host: str, path: str) -> bool:
         rule = self.config
-        if rule.methods is not None and method not in rule.methods:
+        if self.methods is not None and method not in self.methods:
             return False
         if rule.host is not None and rule.host != host:
             return False
@@ -44,7 +52,7 @@ class CompiledRule:
 
 class Rules:
     def __init__(self, rules: tuple[RuleConfig, ...], default: RuleConfig) -> None:
-        self.compiled = tuple(CompiledRule(rule, compile_path(rule.path or "")) for rule in rules)
+        self.compiled = tuple(CompiledRule(rule, compile_path(rule.path or ""), matched_methods(rule.methods)) for rule in rules)
         self.default = default
 
     def rule_for(self, method: str, host: str, path: str) -> RuleConfig:

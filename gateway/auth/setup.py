@@ -58,9 +58,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
     session_box = SecretBox(config.session.secrets, "session")
     storage, redis_client = _storage(config, session_box, secure)
     prefix = config.endpoints_prefix
-    login_cookies = LoginStateCookies(
-        SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", prefix + "/", secure
-    )
+    login_cookies = LoginStateCookies(SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", secure)
 
     async def provider_lifetime(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:

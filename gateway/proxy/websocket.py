@@ -27,6 +27,38 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
 Pair = tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
 
 
+class WebSocketSlots:
+    """How many WebSockets may be open: in total, and per key (a signed-in user, or a client address).
+
+    A WebSocket holds its connections for its whole life; without a cap one browser tab could
+    open sockets until the process runs out of file descriptors.
+    """
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self.open_by_key: dict[str, int] = {}
+        self.open = 0
+
+    def acquire(self, key: str) -> str | None:
+        """None when a slot was taken (release it later), else which cap refused: "total" or "per_key"."""
+        if self.open >= self.total:
+            return "total"
+        if self.open_by_key.get(key, 0) >= self.per_key:
+            return "per_key"
+        self.open += 1
+        self.open_by_key[key] = self.open_by_key.get(key, 0) + 1
+        return None
+
+    def release(self, key: str) -> None:
+        self.open -= 1
+        left = self.open_by_key[key] - 1
+        if left:
+            self.open_by_key[key] = left
+        else:
+            del self.open_by_key[key]
+
+
 async def close_bridges(open_pairs: set[Pair]) -> None:
     """On shutdown: tell both ends we are going away; each relay then ends by itself."""
     for client, upstream in list(open_pairs):

@@ -1,7 +1,10 @@
 """Short-lived, encrypted login-state cookies: one per sign-in attempt, keyed by `state`.
 
-Keying by state lets several tabs sign in at once; the cookie's path is the endpoints prefix,
-so it never rides along on requests to the app.
+Keying by state lets several tabs sign in at once. On https the cookie is `__Host-`: it is the
+only thing binding a callback to the browser that began the sign-in, and a `__Secure-` cookie
+could be planted by a sibling subdomain (cookie tossing), making a victim's browser finish the
+attacker's sign-in. `__Host-` demands Path=/, so the cookie rides on requests to the app too;
+the proxy removes it from the Cookie header the app receives (proxy/http.py).
 """
 
 from __future__ import annotations
@@ -30,17 +33,16 @@ class LoginState:
 
 
 class LoginStateCookies:
-    def __init__(self, box: SecretBox, base_name: str, path: str, secure: bool) -> None:
+    def __init__(self, box: SecretBox, base_name: str, secure: bool) -> None:
         self.box = box
-        self.base_name = f"__Secure-{base_name}" if secure else base_name
-        self.path = path
+        self.base_name = f"__Host-{base_name}" if secure else base_name
         self.secure = secure
 
     def name_for(self, state: str) -> str:
         return f"{self.base_name}_{hashlib.sha256(state.encode()).hexdigest()[:16]}"
 
     def _attributes(self) -> dict[str, object]:
-        return {"path": self.path, "httponly": True, "samesite": "Lax", "secure": self.secure}
+        return {"path": "/", "httponly": True, "samesite": "Lax", "secure": self.secure}
 
     def save(self, request: web.BaseRequest, response: web.StreamResponse, login: LoginState) -> None:
         pending = sorted(

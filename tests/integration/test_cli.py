@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +11,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "0123456789abcdef0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # made here: a secret written in the repository is refused beyond loopback
 
 
-def gateway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
 
 
 def write(tmp_path: Path, data: dict) -> str:
@@ -64,3 +68,14 @@ def test_bad_config_fails_with_one_line_per_problem(tmp_path):
 def test_missing_config_is_a_clear_error(tmp_path):
     result = gateway("run", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_and_run_refuse_the_demo_secret_on_a_reachable_listener():
+    """The shipped demo config (also in the Docker image) cannot serve the world with its published fallback secret."""
+    demo = str(ROOT / "config" / "demo.yaml")
+    reachable = {"GATEWAY_LISTEN": "0.0.0.0:18080", "SESSION_SECRET": ""}
+    for command in ("check", "run"):
+        result = gateway(command, "--config", demo, env=reachable)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "session.secrets[0]: is published in the cognito-gateway repository" in result.stderr
+    assert gateway("check", "--config", demo, env={"GATEWAY_LISTEN": "127.0.0.1:18080", "SESSION_SECRET": ""}).returncode == 0

@@ -93,7 +93,8 @@ async def test_userinfo_and_sign_out(make_stack, browser):
         info = await response.json()
     assert info["username"] == "alice" and info["email"] == "alice@example.com" and info["groups"] == ["admins"]
 
-    async with browser.session.get(stack.gateway + "/oauth2/sign_out", allow_redirects=False) as response:
+    same_origin_link = {"Sec-Fetch-Site": "same-origin"}
+    async with browser.session.get(stack.gateway + "/oauth2/sign_out", headers=same_origin_link, allow_redirects=False) as response:
         assert response.status == 302
         logout = response.headers["Location"]
         cleared = [line for line in response.headers.getall("Set-Cookie") if line.startswith("_gw_session_")]
@@ -108,7 +109,7 @@ async def test_sign_out_revokes_the_refresh_token(make_stack, browser):
     stack = await make_stack()
     await browser.sign_in(stack.gateway + "/")
     refresh_token = session_in(browser.cookies())["rt"]
-    async with browser.session.get(stack.gateway + "/oauth2/sign_out", allow_redirects=False):
+    async with browser.session.get(stack.gateway + "/oauth2/sign_out", headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=False):
         pass
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": stack.client_id}
     async with aiohttp.ClientSession() as http:

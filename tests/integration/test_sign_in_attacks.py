@@ -118,7 +118,7 @@ async def forging_stack(make_gateway, demo_upstream):
     gateway = f"http://127.0.0.1:{port}"
     await make_gateway({
         "listen": f"127.0.0.1:{port}", "public_url": gateway, "upstreams": [{"path": "/", "url": demo_upstream}],
-        "provider": {"issuer": provider.issuer, "client_id": CLIENT}, "session": {"secrets": [SESSION_SECRET]},
+        "provider": {"issuer": provider.issuer, "client_id": CLIENT, "kind": "cognito"}, "session": {"secrets": [SESSION_SECRET]},
     })  # fmt: skip
     yield provider, gateway
     await runner.cleanup()

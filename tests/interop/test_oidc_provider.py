@@ -73,7 +73,7 @@ async def test_sign_in_via_discovery(oidc_provider_factory, make_gateway, demo_u
 async def test_sign_out_uses_the_end_session_endpoint(oidc_provider_factory, make_gateway, demo_upstream, browser):
     op, gateway = await start(oidc_provider_factory, make_gateway, demo_upstream, confidential=False)
     await sign_in_with_oidc_provider(browser, gateway + "/")
-    async with browser.session.get(gateway + "/oauth2/sign_out", allow_redirects=False) as response:
+    async with browser.session.get(gateway + "/oauth2/sign_out", headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=False) as response:
         location = response.headers["Location"]
     assert location.startswith(op.issuer) and "id_token_hint=" in location and "post_logout_redirect_uri=" in location
     assert urlsplit(location).path == urlsplit(op.issuer + "/session/end").path

@@ -1,5 +1,6 @@
 """Every class of config error names its key; valid files resolve with defaults."""
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -126,4 +127,4 @@ def test_shipped_configs_are_valid():
         if path.name.startswith("idp"):
             continue  # the local Cognito's own config format
         # An operator's own secret: the repository's are refused beyond loopback (test_published_secrets.py).
-        load_config(path, env={"SESSION_SECRET": "k3Jq9v0Xw2mTq8yZr5bN1cLd7fHs4pAe", "COGNITO_CLIENT_SECRET": "s"})
+        load_config(path, env={"SESSION_SECRET": secrets.token_urlsafe(32), "COGNITO_CLIENT_SECRET": "s"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import re
 import subprocess
 from pathlib import Path
@@ -65,7 +67,7 @@ def test_loopback_listeners_may_use_the_demo_secret(listen: str) -> None:
 
 
 def test_own_secrets_pass_and_placeholders_do_not() -> None:
-    assert parse_config(_config("0.0.0.0:8080", "k3Jq9v0Xw2mTq8yZr5bN1cLd7fHs4pAe")).listen_port == 8080
+    assert parse_config(_config("0.0.0.0:8080", secrets.token_urlsafe(32))).listen_port == 8080
     assert is_published_secret("please-change-me-before-production-000")
 
 
