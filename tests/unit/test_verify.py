@@ -122,7 +122,7 @@ def _alg_none() -> str:
         (lambda k: k.sign(id_claims()), "access", "not an access token"),
         (lambda k: k.sign(id_claims(exp=int(time.time()) - 60)), "id", "token expired"),
         (lambda k: k.sign(id_claims(iat=int(time.time()) + 600)), "id", "token issued in the future"),
-        (lambda k: k.sign(id_claims(exp=None)), "id", 'invalid token: Token is missing the "exp" claim'),
+        (lambda k: k.sign(id_claims(exp=None)), "id", "token has no exp"),
         (lambda k: _alg_none(), "id", "algorithm not allowed: none"),
         (_hs256_with_public_key, "id", "algorithm not allowed: HS256"),
         (lambda k: k.sign(id_claims(), alg="ES256", key=ec.generate_private_key(ec.SECP256R1())), "id", "algorithm not allowed: ES256"),
