@@ -34,7 +34,8 @@ async def start(oidc_provider_factory, make_gateway, demo_upstream, confidential
     gateway = f"http://127.0.0.1:{port}"
     metadata = client_metadata(gateway, confidential)
     op = oidc_provider_factory([metadata], access_ttl=access_ttl)
-    provider = {"issuer": op.issuer, "kind": "oidc", "client_id": metadata["client_id"]}
+    # No `kind`: a non-Cognito issuer is detected as a generic OpenID provider.
+    provider = {"issuer": op.issuer, "client_id": metadata["client_id"], **extra.pop("provider", {})}
     if confidential:
         provider["client_secret"] = SECRET
     config = {
@@ -63,7 +64,9 @@ async def test_sign_in_via_discovery(oidc_provider_factory, make_gateway, demo_u
     op, gateway = await start(oidc_provider_factory, make_gateway, demo_upstream, confidential)
     landed = await sign_in_with_oidc_provider(browser, gateway + "/api/whoami?from=interop")
     assert landed.status == 200 and landed.url == gateway + "/api/whoami?from=interop"
-    assert json.loads(landed.text)["raw_path"] == "/api/whoami?from=interop"
+    seen = json.loads(landed.text)
+    assert seen["raw_path"] == "/api/whoami?from=interop"
+    assert seen["identity"]["X-Forwarded-User"] == "alice"  # preferred_username: a generic id token has no cognito:username
     assert op.grants("authorization_code") == 1
     async with browser.session.get(gateway + "/oauth2/userinfo") as response:
         info = await response.json()
@@ -93,3 +96,10 @@ async def test_transparent_refresh(oidc_provider_factory, make_gateway, demo_ups
     after = session_in(browser.cookies())
     assert after["at"] != before["at"] and after["exp"] > time.time()
     assert op.grants("refresh_token") == 1
+
+
+async def test_without_profile_scope_the_user_is_named_by_sub(oidc_provider_factory, make_gateway, demo_upstream, browser):
+    _, gateway = await start(oidc_provider_factory, make_gateway, demo_upstream, False, provider={"scopes": ["openid", "email"]})
+    landed = await sign_in_with_oidc_provider(browser, gateway + "/api/whoami", login="bob")
+    identity = json.loads(landed.text)["identity"]
+    assert identity["X-Forwarded-User"] == "bob" and "X-Forwarded-Preferred-Username" not in identity

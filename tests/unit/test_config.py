@@ -128,3 +128,19 @@ def test_shipped_configs_are_valid():
             continue  # the local Cognito's own config format
         # An operator's own secret: the repository's are refused beyond loopback (test_published_secrets.py).
         load_config(path, env={"SESSION_SECRET": secrets.token_urlsafe(32), "COGNITO_CLIENT_SECRET": "s"})
+
+
+@pytest.mark.parametrize(
+    "provider, kind",
+    [
+        ({"issuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"}, "cognito"),
+        ({"issuer": "http://127.0.0.1:9000/us-east-1_LocalPool"}, "cognito"),  # the local Cognito
+        ({"issuer": "https://accounts.example.com"}, "oidc"),
+        ({"issuer": "https://login.example.com/realms/staff"}, "oidc"),
+        ({"issuer": "https://accounts.example.com", "kind": "cognito"}, "cognito"),  # an explicit kind wins
+        ({"issuer": "http://127.0.0.1:9000/us-east-1_LocalPool", "kind": "oidc"}, "oidc"),
+    ],
+)
+def test_provider_kind_is_detected_from_the_issuer_unless_set(provider, kind):
+    config = parse_config({**UP, "listen": "127.0.0.1:8080", "public_url": "http://localhost:8080", "provider": {"client_id": "c", **provider}, "session": {"secrets": [SECRET]}})
+    assert config.provider.kind == kind
