@@ -27,10 +27,22 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response({"token_requests": dict(hooks.token_calls), "userinfo_requests": hooks.userinfo_calls})
 
 
+async def refresh_stats(request: web.Request) -> web.Response:
+    """Successful refresh_token grants (tokens issued) by username and by client id."""
+    hooks = request.app[HOOKS]
+    return web.json_response({
+        "total": sum(hooks.refresh_by_user.values()),
+        "by_user": dict(hooks.refresh_by_user),
+        "by_client": dict(hooks.refresh_by_client),
+    })  # fmt: skip
+
+
 async def reset_stats(request: web.Request) -> web.Response:
     hooks = request.app[HOOKS]
     hooks.token_calls.clear()
     hooks.userinfo_calls = 0
+    hooks.refresh_by_user.clear()
+    hooks.refresh_by_client.clear()
     return web.json_response({"token_requests": {}, "userinfo_requests": 0})
 
 
@@ -87,6 +99,7 @@ def _bad(reason: str) -> web.HTTPBadRequest:
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_admin/outbox", outbox)
     app.router.add_get("/_admin/stats", stats)
+    app.router.add_get("/_admin/stats/refresh", refresh_stats)
     app.router.add_post("/_admin/stats/reset", reset_stats)
     app.router.add_post("/_admin/keys/rotate", rotate_keys)
     app.router.add_post("/_admin/faults", set_fault)

@@ -155,6 +155,9 @@ def _refresh_grant(app: web.Application, client: ClientConfig, form: dict[str, s
         # Rotation: a new refresh token each time; the old one lives on only for the grace period.
         tokens["refresh_token"] = _store_refresh(app, sign_in)
         store.supersede_refresh(presented)
+    hooks = app[HOOKS]
+    hooks.refresh_by_user[user.username] += 1
+    hooks.refresh_by_client[client.client_id] += 1
     return tokens
 
 

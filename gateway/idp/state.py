@@ -26,6 +26,10 @@ class Fault:
 class Hooks:
     token_calls: Counter[str] = field(default_factory=Counter)
     userinfo_calls: int = 0
+    # Successful refresh_token grants (tokens issued) by username and by client id: soak tests
+    # check "one refresh per user per expiry" with these.
+    refresh_by_user: Counter[str] = field(default_factory=Counter)
+    refresh_by_client: Counter[str] = field(default_factory=Counter)
     fault: Fault | None = None
 
     def take_fault(self) -> Fault | None:
