@@ -74,7 +74,7 @@ async def forward_auth(
         return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
     original = original_request(request)
     if original is None:
-        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other.", json_only=True)
+        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other or name a malformed host.", json_only=True)
     method, target, nginx = original.method, original.target, original.asked_by_nginx
     verdict = await gate.decide(request, method, original.host, target)
     if verdict.decision is Decision.ALLOW:
