@@ -471,3 +471,45 @@ async def test_request_time_userinfo_about_another_user_is_discarded(relying_par
     page = await browser.open(gateway + PROTECTED)
     headers = dict(json.loads(page.text)["headers"])
     assert page.status == 200 and "X-Forwarded-Phone" not in headers, headers
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_request_time_userinfo_that_is_not_an_object_is_not_a_500(relying_party, browser, kind):
+    """identity.userinfo on, and userInfo answers a JSON array: the request is served with token claims."""
+    op, gateway = await relying_party(kind, USERINFO_ON)
+    attempt = await attempt_sign_in(browser.session, gateway)
+    assert_signed_in(attempt, browser.session)
+    op.userinfo = lambda: [{"sub": SUBJECT, "email": "array@example.com"}]
+    page = await browser.open(gateway + PROTECTED)
+    assert page.status == 200, (page.status, page.text[:300])
+    assert dict(json.loads(page.text)["headers"]).get("X-Forwarded-User") == "rp-user"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_refresh_must_stay_about_the_same_user(kind):
+    """OpenID Connect Core 12.2: a refreshed id token has the sub of the one it replaces."""
+    from gateway.auth.tokens import verify_tokens
+    from gateway.oidc.client import TokenSet
+
+    op = await MisbehavingOp(CLIENT).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            loaded = await _loaded(op, kind, http)
+            op.nonce = "n-1"
+            signed_in = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce="n-1")
+            op.nonce = None  # type: ignore[assignment]  # no nonce in refreshed id tokens
+            same = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce=None, previous=signed_in)
+            assert same.created_at == signed_in.created_at
+            other_id = op.sign(op.id_claims(sub="someone-else"))
+            other_access = op.sign(op.access_claims(sub="someone-else"))
+            with pytest.raises(TokenError, match="another user"):
+                await verify_tokens(loaded, TokenSet(other_access, 600, other_id, "rt"), kind, nonce=None, previous=signed_in)
+            # No new id token: Cognito's new access token must still be about the signed-in user.
+            refreshed_access_only = TokenSet(other_access, 600, None, None)
+            if kind == "cognito":
+                with pytest.raises(TokenError, match="different users"):
+                    await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
+            else:  # a generic provider's access token may be opaque: it is not read
+                await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
+    finally:
+        await op.stop()

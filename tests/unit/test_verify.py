@@ -178,3 +178,99 @@ async def test_oidc_mode_accepts_tokens_without_token_use_but_checks_it_when_pre
     assert (await generic.verify(keys.sign(id_claims(token_use=None)), "id"))["sub"] == "u1"
     with pytest.raises(TokenError):
         await generic.verify(keys.sign(id_claims(token_use="access")), "id")
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda k: k.sign(id_claims(sub=None)), "token has no sub"),
+        (lambda k: k.sign(id_claims(sub="")), "token has no sub"),
+        (lambda k: k.sign(id_claims(sub=42)), "token has no sub"),
+        (lambda k: k.sign(id_claims(iss=None)), "token has no iss"),
+        (lambda k: k.sign(id_claims(aud=None)), "token has no aud"),
+        (lambda k: k.sign(id_claims(aud=[CLIENT, "other"], azp="other")), "token is for another client (azp)"),
+        (lambda k: k.sign(id_claims(nonce=None)), "token has no nonce"),
+        (lambda k: k.sign(id_claims(iat=None)), "token has no iat"),
+        (lambda k: k.sign(id_claims(exp=str(int(time.time()) + 300))), "token has no numeric exp"),
+        (lambda k: k.sign(id_claims(iat=True)), "token has no numeric iat"),
+        (lambda k: k.sign(id_claims(nbf=int(time.time()) + 600)), "token not valid yet (nbf)"),
+        (lambda k: k.sign(id_claims(), headers={"crit": ["exp"]}), None),  # PyJWT or we: refused either way
+        (lambda k: k.sign(id_claims(), kid=None), "token has no kid"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["cognito", "oidc"])
+async def test_required_claims_for_every_provider_kind(keys_and_verifier, make, reason, kind):
+    """The id token's required claims are required whatever the provider kind (no kid: see below)."""
+    keys, verifier = keys_and_verifier
+    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), claims=kind))
+    if reason == "token has no kid" and kind == "oidc":
+        reason = "token has no kid and the JWKS has 2 keys"
+        keys.add("k2")
+        keys.served = ["k1", "k2"]
+    with pytest.raises(TokenError) as info:
+        await generic.verify(make(keys), "id", nonce="n1")
+    assert reason is None or info.value.reason == reason
+
+
+def _rs256_with_header(keys: Keys, header: dict[str, Any]) -> str:
+    """PyJWT refuses to write a non-string kid; an attacker's token is written by hand."""
+    signing_input = (
+        base64.urlsafe_b64encode(json.dumps({"alg": "RS256", **header}).encode()).rstrip(b"=")
+        + b"."
+        + base64.urlsafe_b64encode(json.dumps(id_claims()).encode()).rstrip(b"=")
+    )
+    signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(signing_input, keys.private["k1"])
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+async def test_access_token_needs_sub(keys_and_verifier):
+    keys, verifier = keys_and_verifier
+    with pytest.raises(TokenError, match="no sub"):
+        await verifier.verify(keys.sign(access_claims(sub=None)), "access")
+
+
+async def test_kid_absent_single_key_jwks(keys_and_verifier):
+    """OpenID Connect Core 10.1 (rp-id_token-kid-absent-single-jwks): kind oidc uses the only key;
+    kind cognito (aws-jwt-verify) refuses a token without kid."""
+    keys, verifier = keys_and_verifier
+    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), claims="oidc"))
+    assert (await generic.verify(keys.sign(id_claims(), kid=None), "id", nonce="n1"))["sub"] == "u1"
+    with pytest.raises(TokenError, match="bad signature"):  # the only key must still have signed it
+        await generic.verify(keys.sign(id_claims(), kid=None, key=rsa.generate_private_key(public_exponent=65537, key_size=2048)), "id")
+    with pytest.raises(TokenError, match="token has no kid"):
+        await verifier.verify(keys.sign(id_claims(), kid=None), "id")
+    with pytest.raises(TokenError, match="malformed token|token has no kid"):  # a non-string kid is not "absent"
+        await generic.verify(_rs256_with_header(keys, {"kid": 7}), "id")
+    assert (await generic.verify(_rs256_with_header(keys, {}), "id"))["sub"] == "u1"
+
+
+async def test_key_type_must_match_the_algorithm():
+    """An EC token whose kid names an RSA key (JWK without alg) is refused before any signature check."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {k: v for k, v in json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())).items() if k != "alg"}
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response({"keys": [{**jwk, "kid": "k1", "use": "sig"}]})
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    runner, url = await start_runner(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            cache = JwksCache(lambda: http, url + "/jwks.json")
+            verifier = TokenVerifier(cache, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), algorithms=("RS256", "ES256")))
+            token = jwt.encode(id_claims(), ec_key, algorithm="ES256", headers={"kid": "k1"})
+            with pytest.raises(TokenError, match="key type does not match"):
+                await verifier.verify(token, "id")
+            assert (await verifier.verify(jwt.encode(id_claims(), rsa_key, algorithm="RS256", headers={"kid": "k1"}), "id"))["sub"] == "u1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_unusable_jwks_keeps_the_keys_we_had(keys_and_verifier):
+    keys, verifier = keys_and_verifier
+    await verifier.verify(keys.sign(id_claims()), "id")
+    keys.served = []  # {"keys": []}: nothing usable
+    await verifier.jwks.refresh()
+    assert (await verifier.verify(keys.sign(id_claims()), "id"))["sub"] == "u1"
