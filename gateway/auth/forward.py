@@ -68,7 +68,7 @@ def original_request(request: web.Request) -> OriginalRequest | None:
 
 
 async def forward_auth(
-    request: web.Request, gate: Gate, identity: IdentityHeaders, endpoints_prefix: str, trusted_proxies: tuple
+    request: web.Request, gate: Gate, identity: IdentityHeaders, public_url: str, endpoints_prefix: str, trusted_proxies: tuple
 ) -> web.Response:
     if not is_trusted(request.remote, trusted_proxies):
         return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
@@ -83,7 +83,8 @@ async def forward_auth(
             await identity.add(headers, verdict.principal)
         return web.Response(status=202, headers=headers)
     if verdict.decision is Decision.SIGN_IN and not nginx and not wants_json(request, method):
-        return redirect(f"{endpoints_prefix}/start?{urlencode({'rd': target})}")
+        # Absolute: Traefik resolves a relative Location against the forwardAuth address, not the browser's.
+        return redirect(f"{public_url}{endpoints_prefix}/start?{urlencode({'rd': target})}")
     if verdict.decision is Decision.BAD_PATH and nginx:
         return error_response(request, 403, verdict.error, verdict.reason, json_only=True)  # nginx: 400 would become 500
     if verdict.decision is Decision.SIGN_IN:

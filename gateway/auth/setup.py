@@ -53,8 +53,9 @@ def _storage(config: Config, box: SecretBox, secure: bool) -> tuple[AbstractStor
 
 def setup_auth(app: web.Application, config: Config) -> None:
     provider_config = config.provider
-    assert provider_config is not None and config.public_url is not None
-    secure = config.public_url.startswith("https://")
+    public_url = config.public_url
+    assert provider_config is not None and public_url is not None
+    secure = public_url.startswith("https://")
     session_box = SecretBox(config.session.secrets, "session")
     storage, redis_client = _storage(config, session_box, secure)
     prefix = config.endpoints_prefix
@@ -109,7 +110,9 @@ def setup_auth(app: web.Application, config: Config) -> None:
     app.router.add_get(f"{prefix}/userinfo", userinfo)
 
     async def auth(request: web.Request) -> web.StreamResponse:
-        return await forward_auth(request, request.app[GATE], request.app[IDENTITY_HEADERS], prefix, config.trusted_proxies)
+        return await forward_auth(
+            request, request.app[GATE], request.app[IDENTITY_HEADERS], public_url, prefix, config.trusted_proxies
+        )
 
     app.router.add_route("*", f"{prefix}/auth", auth, name=FORWARD_AUTH_ROUTE)
 

@@ -39,7 +39,7 @@ async def test_anonymous(signed_in):
     stack, _ = signed_in
     assert (await ask(stack, NGINX, "/private", **BROWSER)).status == 401  # nginx: error_page 401 does the redirect
     caddy = await ask(stack, CADDY, "/private?x=1", **BROWSER)
-    assert caddy.status == 302 and caddy.headers["Location"] == "/oauth2/start?rd=%2Fprivate%3Fx%3D1"
+    assert caddy.status == 302 and caddy.headers["Location"] == stack.gateway + "/oauth2/start?rd=%2Fprivate%3Fx%3D1"  # absolute: Traefik
     assert (await ask(stack, CADDY, "/private", Accept="application/json")).status == 401
     assert (await ask(stack, CADDY, "/private", **BROWSER, **{"X-Forwarded-Method": "POST"})).status == 401
     assert (await ask(stack, NGINX, "/public/x")).status == 202

@@ -117,15 +117,9 @@ def _big_session_users() -> list[dict[str, Any]]:
 
 SHORT_TOKENS_BIG_SESSION = {"token_lifetimes": {"access": 2, "id": 2}, "users": _big_session_users()}
 PROXIES = pytest.mark.parametrize("kind", ["nginx", "caddy", "traefik"])
-# Traefik's ForwardAuth resolves a relative Location against the auth request's URL, so the gateway's
-# `Location: /oauth2/start?…` reaches the browser as http://gateway:4180/oauth2/start?… . Needs the
-# gateway to answer forward-auth with an absolute Location on public_url (not in this file's reach).
-TRAEFIK_ABSOLUTE_LOCATION = pytest.mark.xfail(
-    strict=True, reason="gateway: forward-auth redirect must be absolute (public_url) for Traefik"
-)
-
-
-@pytest.mark.parametrize("kind", ["nginx", "caddy", pytest.param("traefik", marks=TRAEFIK_ABSOLUTE_LOCATION)])
+# Traefik's ForwardAuth resolves a relative Location against the auth request's URL: the gateway
+# answers forward-auth with an absolute Location on public_url, so the browser is sent to the right host.
+@PROXIES
 async def test_browser_signs_in_through_the_proxy_and_returns_to_the_original_uri(proxied, browser, kind):
     stack = await proxied(kind)
     page = await browser.open(stack.url + "/api/whoami?x=1&y=2")
