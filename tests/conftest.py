@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.oidc_provider",
     "tests.fixtures.proxies",
+    "tests.fixtures.faulty",
 ]

@@ -43,8 +43,15 @@ class SharedRefresh(Protocol):
     async def run(self, key: str, compute: Callable[[], Awaitable[RefreshResult]]) -> RefreshResult: ...
 
 
-def token_key(refresh_token: str) -> str:
-    return hashlib.sha256(refresh_token.encode()).hexdigest()
+def token_key(refresh_token: str, access_token: str = "") -> str:
+    """One key per token generation: the refresh token and the access token it replaces.
+
+    Requests still carrying that generation share its refresh and, for a while, reuse its result.
+    A request carrying the result's own tokens, once those are due in turn, starts the next
+    refresh instead of being handed the same (by then expired) tokens back: without rotation the
+    refresh token alone would name every generation of a session.
+    """
+    return hashlib.sha256(f"{refresh_token}\0{access_token}".encode()).hexdigest()
 
 
 class Refresher:
@@ -61,7 +68,7 @@ class Refresher:
 
     async def refresh(self, signed_in: SignedIn) -> RefreshResult:
         assert signed_in.refresh_token
-        key = token_key(signed_in.refresh_token)
+        key = token_key(signed_in.refresh_token, signed_in.access_token)
         recent = self._recent.get(key)
         if recent is not None:
             self.counts["reused"] += 1

@@ -28,6 +28,21 @@ def redis_key(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
+def signed_in_at(data: dict[str, Any]) -> float:
+    """When this session began: the sign-in time sealed with the tokens (`iat`), else `created`.
+
+    aiohttp-session's `created` is reset by every write to the session (a refresh, an idle-timeout
+    touch), so on its own it would let max_lifetime slide forever.
+    """
+    created = data.get("created", 0)
+    created = float(created) if isinstance(created, (int, float)) else 0.0
+    inner = data.get("session")
+    iat = inner.get("iat") if isinstance(inner, dict) else None
+    if isinstance(iat, (int, float)) and not isinstance(iat, bool):
+        return min(float(iat), created)
+    return created
+
+
 class RedisSessionStorage(AbstractStorage):
     def __init__(self, client: redis.Redis, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
         super().__init__(cookie_name=prefixed(cookie_name, secure), max_age=int(max_lifetime), **cookie_attributes(secure))
@@ -53,7 +68,7 @@ class RedisSessionStorage(AbstractStorage):
         if opened is None:
             return None
         data = json.loads(opened)
-        if time.time() - data.get("created", 0) > self.max_lifetime:
+        if time.time() - signed_in_at(data) > self.max_lifetime:
             return None
         return data
 
@@ -79,7 +94,7 @@ class RedisSessionStorage(AbstractStorage):
             if old_id:
                 await self.client.delete(redis_key(old_id))
         key = redis_key(session_id)
-        remaining = max(1, int(session.created + self.max_lifetime - time.time()))
+        remaining = max(1, int(signed_in_at(data) + self.max_lifetime - time.time()))
         sealed = self.box.seal(json.dumps(data, separators=(",", ":")).encode(), key.encode())
         await self.client.set(key, sealed, ex=remaining)
         response.set_cookie(self.cookie_name, session_id, max_age=remaining, **cookie_attributes(self.secure))
