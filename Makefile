@@ -11,7 +11,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test test-fast lint bench check
+.PHONY: install demo test test-fast lint bench check soak
 install: $(VENV)/.installed
 
 demo: install
@@ -31,3 +31,7 @@ bench: install
 
 check: install
 	$(BIN)/python -m gateway check --config config/demo.yaml
+
+# 1,000 signed-in users, tokens expiring every 10 s, one gateway process (~2.5 min; see bench/soak.py).
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
