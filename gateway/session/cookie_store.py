@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from .crypto import SecretBox
+from .model import signed_in_at
 
 MAX_SET_COOKIE_BYTES = 4000
 _ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
@@ -40,6 +41,26 @@ class ChunkedCookieStorage(AbstractStorage):
         self.max_lifetime = max_lifetime
         self.chunk_size = MAX_SET_COOKIE_BYTES - _ATTRIBUTE_ALLOWANCE - len(name) - 3
 
+    def stale_names(self, request: web.BaseRequest) -> list[str]:
+        """Every chunk-like cookie the request carries, gaps or not: all are replaced on save."""
+        prefix = self.cookie_name + "_"
+        names = [name for name in request.cookies if name.startswith(prefix) and name[len(prefix) :].isdigit()]
+        return names[: 2 * MAX_CHUNKS]  # a flood of planted names is not answered with a flood of Set-Cookies
+
+    def duplicated(self, request: web.BaseRequest) -> bool:
+        """A chunk name sent twice: a cookie planted for a parent domain or another path beside ours.
+
+        Which one the parser keeps would decide whose session this is, so neither counts.
+        """
+        prefix = self.cookie_name + "_"
+        names = [
+            pair.split("=", 1)[0].strip()
+            for header in request.headers.getall("Cookie", ())
+            for pair in header.split(";")
+            if pair.strip().startswith(prefix)
+        ]
+        return len(names) != len(set(names))
+
     def chunk_names(self, request: web.BaseRequest) -> list[str]:
         """The chunk cookies this request carries, in order, stopping at the first gap."""
         names = []
@@ -51,7 +72,7 @@ class ChunkedCookieStorage(AbstractStorage):
         return names
 
     async def load_session(self, request: web.Request) -> Session:
-        names = self.chunk_names(request)
+        names = [] if self.duplicated(request) else self.chunk_names(request)
         sealed = "".join(request.cookies[name] for name in names)
         data = self._open(sealed) if sealed else None
         if data is None:
@@ -64,22 +85,29 @@ class ChunkedCookieStorage(AbstractStorage):
             return None
         try:
             data = json.loads(plaintext)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             return None
-        created = data.get("created") if isinstance(data, dict) else None
-        if not isinstance(created, (int, float)) or time.time() - created > self.max_lifetime:
+        if not isinstance(data, dict) or not isinstance(data.get("session", {}), dict):
+            return None  # aiohttp-session would fail on a session that is not a mapping
+        created = data.get("created")
+        # Not NaN, not infinite, not an integer too large for a float: each would crash or never expire.
+        if isinstance(created, bool) or not isinstance(created, (int, float)) or not -1e12 < created < 1e12:
+            return None
+        if time.time() - signed_in_at(data) > self.max_lifetime:
             return None
         return data
 
     async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
-        old = self.chunk_names(request)
+        old = self.stale_names(request)
         data = self._get_session_data(session)
         chunks: list[str] = []
         if data:
             sealed = self.box.seal(json.dumps(data, separators=(",", ":")).encode(), self.cookie_name.encode())
             chunks = [sealed[i : i + self.chunk_size] for i in range(0, len(sealed), self.chunk_size)]
-            remaining = max(0, int(session.created + self.max_lifetime - time.time()))
+            remaining = max(0, int(signed_in_at(data) + self.max_lifetime - time.time()))
             for index, chunk in enumerate(chunks):
                 response.set_cookie(f"{self.cookie_name}_{index}", chunk, max_age=remaining, **cookie_attributes(self.secure))
-        for name in old[len(chunks) :]:  # stale chunks of a longer session, or all of them on sign-out
-            response.del_cookie(name, **cookie_attributes(self.secure))
+        written = {f"{self.cookie_name}_{index}" for index in range(len(chunks))}
+        for name in old:  # stale chunks of a longer session, planted ones, or all of them on sign-out
+            if name not in written:
+                response.del_cookie(name, **cookie_attributes(self.secure))

@@ -45,6 +45,10 @@ class SecretBox:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):
             return None
+        # One spelling per sealed value: the decoder skips characters outside the alphabet and ignores
+        # the last character's spare bits, so `token + "!"` or a changed last letter would still open.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode():
+            return None
         header = 1 + _KEY_ID_BYTES + _NONCE_BYTES
         if len(raw) <= header or raw[:1] != _VERSION:
             return None
