@@ -4,13 +4,17 @@ The app behind the gateway is often a legacy one that was once behind another pr
 trusts `Remote-User` because a web server used to set it. The gateway never sets these headers,
 so a client-sent one can only be a forgery: it is removed from every request, on every path.
 
-Names are compared normalized (lower case, `_` read as `-`), because CGI, WSGI, PHP and Rack
-servers read `X_Auth_Request_User` and `X-Auth-Request-User` as the same variable.
+Names are compared normalized (lower case, every other character than a letter or digit read as
+`-`), because CGI, WSGI, PHP and Rack servers read `X_Auth_Request_User`, `X.Auth.Request.User`
+and `X-Auth-Request-User` as the same variable.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
+
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 # Whole families, by prefix: every header a system of that name sets.
 FOREIGN_PREFIXES: tuple[str, ...] = (
@@ -65,12 +69,17 @@ FOREIGN_NAMES: frozenset[str] = frozenset(
     }
 )
 
+# Headers that make an app route a request to another path (Symfony, Zend, Yii: CVE-2018-14773):
+# `/public/x` with `X-Original-URL: /admin` would reach the admin handler past the rule for /admin.
+PATH_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-original-url", "x-rewrite-url"})
+
 # Headers that make an app treat a request as another method (an allowed GET becomes a DELETE).
 METHOD_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
 def normalized(name: str) -> str:
-    return name.lower().replace("_", "-")
+    # CGI-style servers turn every character but letters and digits into "_": X.Forwarded.User too.
+    return _NOT_ALNUM.sub("-", name.lower())
 
 
 class HeaderMatcher:

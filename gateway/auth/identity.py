@@ -15,7 +15,7 @@ from ..errors import ProviderError
 from ..oidc.provider import Provider
 from ..session.model import username_of
 from ..ttl_cache import TtlCache
-from .foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES, HeaderMatcher
+from .foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES, PATH_OVERRIDE_NAMES, HeaderMatcher
 
 log = logging.getLogger("gateway.identity")
 
@@ -69,7 +69,9 @@ class IdentityHeaders:
         if not self.identity.pass_method_override:
             names |= METHOD_OVERRIDE_NAMES
         # Ours, other systems' (foreign_headers.py) and the operator's: a client may send none of them.
-        self.spoofable = HeaderMatcher([*names, *FOREIGN_NAMES, *extra.names], [*FOREIGN_PREFIXES, *extra.prefixes])
+        self.spoofable = HeaderMatcher(
+            [*names, *FOREIGN_NAMES, *PATH_OVERRIDE_NAMES, *extra.names], [*FOREIGN_PREFIXES, *extra.prefixes]
+        )
         self._userinfo: TtlCache[dict[str, Any]] = TtlCache()
 
     def strip(self, headers: CIMultiDict[str]) -> None:
@@ -128,7 +130,8 @@ class IdentityHeaders:
         if cached is not None:
             return cached
         try:
-            info = await (await self.provider.load()).client.userinfo(principal.access_token)  # type: ignore[union-attr]
+            client = (await self.provider.load()).client  # type: ignore[union-attr]
+            info = await client.userinfo(principal.access_token, expected_sub=principal.claims.get("sub"))
         except ProviderError as exc:
             log.warning("userInfo enrichment failed, sending token claims only: %s", exc)
             return {}

@@ -139,7 +139,7 @@ class SignIn:
             return loaded
         try:
             tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
-            signed_in = await verify_tokens(loaded, tokens, self.kind, nonce=login.nonce)
+            signed_in = await verify_tokens(loaded, tokens, self.kind, nonce=login.nonce, userinfo=self.config.identity.userinfo)
         except GrantError as exc:
             log.warning("code exchange refused: %s", exc.error)
             message = f"The sign-in could not be completed ({exc.error}). Please sign in again."

@@ -9,6 +9,8 @@ raw path whose meaning is not the same for all of them.
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 from urllib.parse import unquote
 
 from ..errors import GatewayError
@@ -16,7 +18,10 @@ from ..errors import GatewayError
 # Percent-encoded unreserved characters (RFC 3986 §2.3), path delimiters, NUL, or an encoded "%"
 # (double encoding): decoding any of them changes what the path means to some server.
 _ENCODED_MEANINGFUL = re.compile(r"%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[5dDeEfF]|5[cCfF]|7[eE]|3[bB]|00)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (NEL, U+0085, ends a line for some parsers)
+# What an upstream that applies Unicode compatibility normalization (NFKC) would turn into a path
+# delimiter, a dot or an escape: `/public/%EF%BC%8E%EF%BC%8E/admin` (fullwidth `．．`) becomes `..`.
+_STRUCTURAL = frozenset("./\\;%?#")
 
 
 class AmbiguousPath(GatewayError):
@@ -34,6 +39,9 @@ def rule_path(raw_path: str) -> str:
     """
     if not raw_path.startswith("/"):
         raise AmbiguousPath("the path must start with /")
+    if "#" in raw_path:
+        # Servers and clients drop a fragment: `/admin#x` would reach the upstream as `/admin`.
+        raise AmbiguousPath("fragments (#) are not allowed in request targets")
     if "\\" in raw_path:
         raise AmbiguousPath("backslashes are not allowed in paths")
     if "//" in raw_path:
@@ -51,7 +59,14 @@ def rule_path(raw_path: str) -> str:
         raise AmbiguousPath("the path is not valid UTF-8 once decoded") from None
     if _CONTROL.search(decoded):
         raise AmbiguousPath("control characters are not allowed in paths")
+    if not decoded.isascii() and any(_normalizes_to_structure(ch) for ch in set(decoded)):
+        raise AmbiguousPath("characters that Unicode normalization turns into . / \\ ; % ? or # are not allowed in paths")
     return decoded
+
+
+@lru_cache(maxsize=4096)
+def _normalizes_to_structure(ch: str) -> bool:
+    return ch > "\x7f" and not _STRUCTURAL.isdisjoint(unicodedata.normalize("NFKC", ch))
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -97,7 +97,7 @@ _EMAIL = re.compile(r"^[A-Za-z0-9.!#$&'*+/=?^_`{|}~-]+@([A-Za-z0-9](?:[A-Za-z0-9
 
 def email_domain(email: Any) -> str | None:
     """The lower-cased domain of a plain address, or None for anything unusual."""
-    match = _EMAIL.match(email) if isinstance(email, str) else None
+    match = _EMAIL.fullmatch(email) if isinstance(email, str) else None  # fullmatch: `$` allows a final newline
     return match.group(1).lower() if match else None
 
 

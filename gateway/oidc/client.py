@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import math
 import re
@@ -20,17 +19,12 @@ from typing import Any
 import aiohttp
 
 from ..errors import ProviderError, TokenError
+from .bodies import ResponseTooLarge, parse_json, read_limited
 from .endpoints import ProviderEndpoints
 
 log = logging.getLogger("gateway.oidc")
 
-# A token response is a few KB (Cognito's with many groups perhaps 20 KB); a JWKS a few keys.
-MAX_RESPONSE_BYTES = 1024 * 1024
 _SAFE_ERROR_CODE = re.compile(r"[^A-Za-z0-9_.\-]")
-
-
-class ResponseTooLarge(ProviderError):
-    """The provider's answer is bigger than MAX_RESPONSE_BYTES; it was not read further."""
 
 
 class GrantError(ProviderError):
@@ -58,29 +52,6 @@ class TokenSet:
     expires_in: float
     id_token: str | None = None
     refresh_token: str | None = None
-
-
-async def read_limited(response: aiohttp.ClientResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    """The body, or ResponseTooLarge as soon as it passes `limit` (the connection is then dropped)."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        response.close()
-        raise ResponseTooLarge(f"answer of {declared} bytes is larger than {limit}")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            response.close()
-            raise ResponseTooLarge(f"answer is larger than {limit} bytes")
-    return bytes(body)
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON value of a body; ValueError for anything else (including absurdly deep nesting)."""
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _expires_in(value: Any) -> float:

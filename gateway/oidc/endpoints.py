@@ -11,6 +11,7 @@ import aiohttp
 
 from ..config import CognitoConfig, ProviderConfig
 from ..errors import ProviderError
+from .bodies import ResponseTooLarge, parse_json, read_limited
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ async def resolve_endpoints(http: aiohttp.ClientSession, provider: ProviderConfi
         async with http.get(url, timeout=aiohttp.ClientTimeout(total=provider.timeout)) as response:
             if response.status != 200:
                 raise ProviderError(f"discovery answered {response.status}")
-            document = await response.json(content_type=None)
+            document = parse_json(await read_limited(response))
+    except ResponseTooLarge as exc:
+        raise ProviderError(f"discovery failed: {exc}") from None
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         raise ProviderError(f"discovery failed: {exc.__class__.__name__}") from None
     if not isinstance(document, dict):

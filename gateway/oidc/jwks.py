@@ -17,7 +17,7 @@ import aiohttp
 import jwt
 
 from ..errors import ProviderError, TokenError
-from .client import MAX_RESPONSE_BYTES, parse_json, read_limited
+from .bodies import MAX_RESPONSE_BYTES, parse_json, read_limited
 
 log = logging.getLogger("gateway.oidc")
 _ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})

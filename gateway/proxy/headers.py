@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +26,26 @@ HOP_BY_HOP = frozenset(
 )
 FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "Forwarded")
 _REPLACED_BY_US = frozenset(h.lower() for h in ("Host", *FORWARDED_HEADERS))
+# Other names apps read the client's address, scheme or base path from. Only a trusted proxy may
+# send them, and only in their own spelling: `X_Forwarded_Host` or `X.Real.IP` is the same variable
+# to a CGI-style server, but not a header the gateway would replace.
+_FORWARDING_ALIASES = frozenset(
+    {
+        "x-real-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "x-forwarded-prefix", "x-forwarded-server",
+        "x-forwarded-uri", "x-forwarded-method", "x-forwarded-ssl", "x-forwarded-scheme", "x-url-scheme", "front-end-https",
+    }
+)  # fmt: skip
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def _forged_forwarding(name: str, trusted: bool) -> bool:
+    lower = name.lower()
+    if lower in _FORWARDING_ALIASES:
+        return not trusted
+    if "_" in lower or "." in lower:  # cheap test first: most names have neither
+        spelled = _NOT_ALNUM.sub("-", lower)
+        return spelled in _REPLACED_BY_US or spelled in _FORWARDING_ALIASES
+    return False
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -101,6 +122,8 @@ def upstream_request_headers(
 ) -> CIMultiDict[str]:
     """The headers the upstream receives, before identity headers are added."""
     headers = end_to_end(incoming, drop=_REPLACED_BY_US)
+    for name in [n for n in headers if _forged_forwarding(n, trusted)]:
+        headers.popall(name, None)
     headers.extend(forwarding_headers(incoming, client, trusted))
     if host_header == "preserve":
         headers["Host"] = incoming.get("Host", upstream_host)

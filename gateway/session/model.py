@@ -75,3 +75,18 @@ class SignedIn:
 
     def expires_within(self, seconds: float, now: float | None = None) -> bool:
         return self.access_expires_at - (time.time() if now is None else now) <= seconds
+
+
+def signed_in_at(data: dict[str, Any]) -> float:
+    """When this session began: the sign-in time sealed with the tokens (`iat`), else `created`.
+
+    aiohttp-session's `created` is reset by every write to the session (a refresh, an idle-timeout
+    touch), so on its own it would let max_lifetime slide forever.
+    """
+    created = data.get("created", 0)
+    created = float(created) if isinstance(created, (int, float)) else 0.0
+    inner = data.get("session")
+    iat = inner.get("iat") if isinstance(inner, dict) else None
+    if isinstance(iat, (int, float)) and not isinstance(iat, bool):
+        return min(float(iat), created)
+    return created

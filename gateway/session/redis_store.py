@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from .cookie_store import cookie_attributes, prefixed
+from .model import signed_in_at
 from ..errors import SessionError
 from .crypto import SecretBox
 
@@ -26,21 +27,6 @@ KEY_PREFIX = "gw:session:"
 
 def redis_key(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def signed_in_at(data: dict[str, Any]) -> float:
-    """When this session began: the sign-in time sealed with the tokens (`iat`), else `created`.
-
-    aiohttp-session's `created` is reset by every write to the session (a refresh, an idle-timeout
-    touch), so on its own it would let max_lifetime slide forever.
-    """
-    created = data.get("created", 0)
-    created = float(created) if isinstance(created, (int, float)) else 0.0
-    inner = data.get("session")
-    iat = inner.get("iat") if isinstance(inner, dict) else None
-    if isinstance(iat, (int, float)) and not isinstance(iat, bool):
-        return min(float(iat), created)
-    return created
 
 
 class RedisSessionStorage(AbstractStorage):

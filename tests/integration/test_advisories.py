@@ -295,12 +295,6 @@ async def test_query_string_never_widens_a_rule(start, recorder):
     print(f"query / %23 / anchored # targets: {2 * len(targets)} tried, {2 * len(targets)} refused")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: rules match the raw target including a raw '#fragment' (paths.split_target splits on '?' "
-    "only), while the upstream request drops the fragment: GET /files/secret#/public passes "
-    "regex:^/files/.*/public$ (or glob /shared/*/public) and the upstream serves /files/secret",
-)
 async def test_raw_fragment_never_widens_a_rule(start, recorder):
     """GHSA-pxq7-h93f-9jrg (CVE-2026-41059), oauth2-proxy: `skip_auth_routes` / `skip_auth_regex`
     patterns that an attacker-controlled suffix can satisfy (`^/foo/.*/bar$`) were evaluated on a
@@ -335,7 +329,7 @@ EMAILS = {
     "trailing-space": ("a@example.com ", True, False),
     "leading-space": (" a@example.com", True, False),
     "trailing-dot": ("a@example.com.", True, False),
-    "trailing-newline": ("a@example.com\n", True, False),  # KNOWN BUG, see NEWLINE_BUG
+    "trailing-newline": ("a@example.com\n", True, False),  # was a bug, see KNOWN_EMAIL_BUGS
     "crlf": ("a@example.com\r\n", True, False),
     "nul": ("a@example.com\x00", True, False),
     "comment": ("a@example.com(x)", True, False),
@@ -348,17 +342,14 @@ EMAILS = {
 }
 
 
-NEWLINE_BUG = (
-    "gateway bug: rules._EMAIL ends in `$`, which in Python also matches before a trailing newline, so "
-    "email_domain('a@example.com\\n') == 'example.com' and a verified `a@example.com\\n` passes "
-    "email_domains: [example.com] (fix: \\Z or re.fullmatch)"
-)
+# Found by these tests: `$` in rules._EMAIL also matched before a final newline (fixed with fullmatch);
+# that case has its own end-to-end test below.
 KNOWN_EMAIL_BUGS = {"trailing-newline"}
 
 
 @pytest.mark.parametrize(
     "username",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NEWLINE_BUG)) if n in KNOWN_EMAIL_BUGS else n for n in EMAILS],
+    EMAILS,
 )
 def test_email_domains_unit(username):
     """GHSA-c5c4-8r6x-56w3 (CVE-2026-40574), oauth2-proxy: `email_domain` enforcement accepted a
@@ -404,7 +395,6 @@ async def test_email_domains_end_to_end(start):
     print(f"emails: {len(outcome)} users, {sum(s == 403 for s in outcome.values())} refused")
 
 
-@pytest.mark.xfail(strict=True, reason=NEWLINE_BUG)
 async def test_email_with_a_trailing_newline_is_refused_end_to_end(start):
     """GHSA-c5c4-8r6x-56w3 (CVE-2026-40574), oauth2-proxy: an email claim that is not a plain
     address satisfied the domain check. Here: a Cognito user whose (verified) email attribute is
@@ -482,13 +472,6 @@ async def fixation(stack: Any, store: str) -> None:
     print(f"fixation ({store}): {tried} planted sessions, {tried} replaced")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug (low): ChunkedCookieStorage.chunk_names stops at the first gap, so the callback "
-    "neither reads nor deletes planted _gw_session_1/_2 without _0, nor _5 after _0; _1 then joins the new "
-    "1-chunk session (_0+_1), which does not open: the landing request bounces to /oauth2/start and only a "
-    "second sign-in round trip clears them; a _5 after a gap is never cleared",
-)
 async def test_planted_later_chunks_are_cleared_at_sign_in(start):
     """Cookie chunk issues of auth proxies: traefik-oidc-auth PR #291 ("bound the session cookie
     chunk count on read, write and clear": clearing must expire the chunk cookies actually on the
@@ -642,12 +625,6 @@ async def test_cookie_chunk_abuse_is_cheap_to_refuse(start, recorder):
     print(f"chunk abuse: {len(cases)} cookie headers, {len(cases)} refused")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: duplicate chunk names are not refused; request.cookies keeps the last value, so "
-    "`Cookie: _gw_session_0=<junk>; _gw_session_0=<real>` is a session, and a cookie tossed by a sibling "
-    "subdomain (no __Host- prefix over http) decides whose session a browser uses",
-)
 async def test_duplicate_session_chunks_mean_no_session(start, recorder):
     """Cookie tossing against chunked sessions: traefik-oidc-auth PR #291 (chunk cookies on the
     request are attacker controlled) and oauth2-proxy#1940; no GHSA id verified.
@@ -763,12 +740,6 @@ async def test_forwarded_headers_from_untrusted_peers_are_replaced(start, record
     print(f"forwarded spoofing: {tried} requests, {tried} refused or rewritten")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: X-Forwarded-* are dropped by exact (lower-case) name only, so underscore aliases "
-    "(X_Forwarded_For, X_Forwarded_Host, …), X-Real-IP and X-Forwarded-Prefix from an untrusted client "
-    "reach the upstream, where CGI/WSGI/PHP read the aliases as HTTP_X_FORWARDED_*",
-)
 async def test_forwarded_header_aliases_never_reach_the_upstream(start, recorder):
     """GHSA-5m6w-wvh7-57vm (CVE-2026-39858), Traefik: "pre-authentication decision bypass due to
     forwarded alias spoofing": sanitization targeted only canonical `X-Forwarded-*` names, and
@@ -851,11 +822,6 @@ async def test_identity_header_spellings_never_reach_the_upstream(start, recorde
     print(f"identity header spellings: {tried} sent, {tried} stripped ({len(names)} names x {len(spellings('x-a'))} spellings x 2)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway gap: names are normalized by lower-casing and '_'->'-' only; `X.Forwarded.User` "
-    "(and other dot spellings) reach the upstream, where PHP's $_SERVER reads them as HTTP_X_FORWARDED_USER",
-)
 async def test_dot_spellings_of_identity_headers_never_reach_the_upstream(start, recorder):
     """The incomplete-fix sibling of Traefik's underscore advisory GHSA-x677-9fxg-v5c5, reported in
     the Traefik v3.7.13 security update (dfds/infrastructure-modules#2475 quotes it): after
@@ -902,11 +868,6 @@ async def test_method_override_headers_never_reach_the_app(start, recorder):
     print(f"method override: {tried} sent, {tried} stripped")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway gap: X-Original-URL / X-Rewrite-URL are not stripped; an app that routes on them "
-    "(Symfony < 2.7.49/3.4.14, Zend Framework, Yii 1) serves the path they name, not the one the rules judged",
-)
 async def test_path_override_headers_never_reach_the_app(start, recorder):
     """CVE-2018-14773, Symfony HttpFoundation (also Zend Framework ZF2018-01, yiisoft/yii#4234): the
     IIS-era `X-Original-URL` / `X-Rewrite-URL` headers made the framework route to the URL they

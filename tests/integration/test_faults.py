@@ -298,14 +298,9 @@ async def access_expiry(browser, stack: FaultStack) -> float:
     return json.loads(body)["expires_at"]
 
 
-MAX_LIFETIME_SLIDES = (
-    "gateway bug (gate.py / cookie_store.py, not owned here): aiohttp-session's Session.__setitem__ resets "
-    "session.created on every write, so each refresh (and each idle_timeout touch) restarts session.max_lifetime; "
-    "the cookie store checks the age against that. Fix: judge the age by the sealed sign-in time (SignedIn.created_at)."
-)
 
 
-@pytest.mark.parametrize("store", [pytest.param("cookie", marks=pytest.mark.xfail(strict=True, reason=MAX_LIFETIME_SLIDES)), "redis"])
+@pytest.mark.parametrize("store", ["cookie", "redis"])
 async def test_max_lifetime_counts_from_sign_in_across_refreshes(fault_stack, redis_server, browser, store):
     """Refreshes keep a session alive only until session.max_lifetime after sign-in, whatever the store."""
     stack = await fault_stack(

@@ -35,7 +35,8 @@ import aiohttp
 import pytest
 
 from gateway.errors import ProviderError, TokenError
-from gateway.oidc.client import MAX_RESPONSE_BYTES, OidcClient, UserInfoMismatch
+from gateway.oidc.bodies import MAX_RESPONSE_BYTES
+from gateway.oidc.client import OidcClient, UserInfoMismatch
 from tests.fixtures.misbehaving_op import SUBJECT, MisbehavingOp, OpKey, hmac_token, pooled_key, unsigned_token
 from tests.fixtures.servers import free_port
 from tests.fixtures.stack import SESSION_SECRET
@@ -431,11 +432,6 @@ async def test_token_endpoint_answers_are_read_with_a_bound():
         await op.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs gateway/auth/login.py to call verify_tokens(..., userinfo=self.config.identity.userinfo); "
-    "remove this mark once it does",
-)
 @pytest.mark.parametrize("kind", KINDS)
 async def test_callback_refuses_userinfo_about_another_user(relying_party, browser, kind):
     op, gateway = await relying_party(kind, USERINFO_ON)
@@ -456,11 +452,6 @@ async def test_callback_with_matching_userinfo_signs_in(relying_party, browser, 
     assert page.status == 200 and headers.get("X-Forwarded-User") == "rp-user"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs gateway/auth/identity.py to pass expected_sub=principal.claims.get('sub') to client.userinfo; "
-    "remove this mark once it does",
-)
 @pytest.mark.parametrize("kind", KINDS)
 async def test_request_time_userinfo_about_another_user_is_discarded(relying_party, browser, kind):
     op, gateway = await relying_party(kind, {"identity": {"userinfo": True, "headers": {"X-Forwarded-Phone": "phone_number"}}})

@@ -241,7 +241,8 @@ async def test_userinfo_enrichment_once_per_token(make_stack, recorder, browser)
         page = await browser.open(enriched.gateway + "/x")
     got = received(json.loads(page.text))
     assert got["x-user-name"] == "alice" and got["x-forwarded-user"] == "alice" and got["x-department"] == "engineering"
-    assert (await enriched.idp.admin("GET", "stats"))["userinfo_requests"] == 1
+    # Once at sign-in (its sub must be the token's), then once for this access token: not per request.
+    assert (await enriched.idp.admin("GET", "stats"))["userinfo_requests"] == 2
 
 
 async def test_host_rules_see_through_a_trailing_dot(make_stack, recorder):
