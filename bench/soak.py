@@ -155,6 +155,7 @@ class Report:
     latency_p99_ms: float
     latency_max_ms: float
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds by process over the whole run
+    gateway_log_warnings: int = 0
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)  # (s since load began, MiB), every 5 s
 
     @property
@@ -183,7 +184,8 @@ class Report:
             f"({self.refresh_calls} refresh calls, {self.authorization_codes} sign-ins)",
             f"  gateway RSS start {self.rss_start_mib:.1f} MiB, after warm-up {self.rss_warm_mib:.1f}, "
             f"peak {self.rss_peak_mib:.1f}, end {self.rss_end_mib:.1f}",
-            "  CPU s      " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items()),
+            "  CPU s      " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items())
+            + f"; gateway log warnings {self.gateway_log_warnings}",
         ]
         problems = self.problems
         lines.append("  PASS" if not problems else "  FAIL:\n" + "\n".join(f"    - {p}" for p in problems[:20]))
@@ -193,7 +195,7 @@ class Report:
 def check_refreshes(
     users: list[SimUser], by_user: dict[str, int], settings: Settings
 ) -> tuple[int, list[str]]:
-    """"Exactly one refresh per user per expiry", checked per user from two independent sides.
+    """What "exactly one refresh per user per expiry" means here, checked per user from two sides.
 
     The upstream records every access token the gateway forwarded for a user (its `jti`, `iat`,
     `exp`); the local Cognito counts the refresh grants it issued for that user. A user starts with
@@ -590,14 +592,14 @@ async def _soak(settings: Settings, workdir: Path, processes: Processes) -> Repo
             sampler = asyncio.create_task(rss.run())
             try:
                 began = time.monotonic()
-                await _sign_in_all(settings, connector, gateway_url, users, load)
+                await asyncio.wait_for(_sign_in_all(settings, connector, gateway_url, users, load), 60 + settings.users * 0.1)
                 signed_in = time.monotonic()
                 warm_at = signed_in + settings.warmup_s
                 end = warm_at + settings.duration
                 watchdog = asyncio.create_task(_watch(processes))
                 try:
                     loops = [asyncio.create_task(load.run_user(u, end)) for u in users]
-                    await asyncio.wait_for(asyncio.gather(*loops), settings.duration + settings.request_timeout * 3 + 30)
+                    await asyncio.wait_for(asyncio.gather(*loops), end - time.monotonic() + settings.request_timeout * 3 + 30)
                 finally:
                     watchdog.cancel()
                 finished = time.monotonic()
@@ -620,6 +622,12 @@ async def _soak(settings: Settings, workdir: Path, processes: Processes) -> Repo
     codes = token_stats.get("authorization_code", 0)
     if codes != settings.users:
         refresh_problems.append(f"{codes} authorization codes exchanged for {settings.users} users")
+
+    log_lines = (workdir / "gateway.log").read_text(errors="replace").splitlines()
+    errors = [line for line in log_lines if " ERROR " in line or line.startswith("Traceback")]
+    warnings = sum(" WARNING " in line for line in log_lines)
+    if errors:
+        refresh_problems.append(f"{len(errors)} errors in the gateway log, e.g. {errors[0][:200]}")
 
     warm = rss.at(warm_at)
     end_rss = rss.samples[-1][1]
@@ -654,6 +662,7 @@ async def _soak(settings: Settings, workdir: Path, processes: Processes) -> Repo
         latency_p99_ms=round(latencies[min(len(latencies) - 1, math.ceil(len(latencies) * 0.99) - 1)] * 1000, 1),
         latency_max_ms=round(latencies[-1] * 1000, 1),
         cpu_s=cpu,
+        gateway_log_warnings=warnings,
         rss_timeline=[(round(t - signed_in, 1), v) for t, v in rss.samples[::10] if t >= signed_in],
     )
 
@@ -685,16 +694,31 @@ def run(settings: Settings) -> Report:
     """Run one soak; the work directory is temporary unless `settings.workdir` is given."""
     if settings.workdir is not None:
         settings.workdir.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(soak(settings, settings.workdir))
+        return _event_loop_run(soak(settings, settings.workdir))
     with tempfile.TemporaryDirectory(prefix="gateway-soak-") as tmp:
-        return asyncio.run(soak(settings, Path(tmp)))
+        return _event_loop_run(soak(settings, Path(tmp)))
+
+
+def _event_loop_run(coro: Any) -> Any:
+    """uvloop when available (as the gateway itself runs): the load generator shares the CPU too."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 # ------------------------------------------------------------------------------------------ command line
 
 
 def _serve_upstream(port: int) -> None:
-    web.run_app(create_upstream_app(), host="127.0.0.1", port=port, print=None, access_log=None)
+    async def serve() -> None:
+        runner = web.AppRunner(create_upstream_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        await asyncio.Event().wait()  # until SIGTERM
+
+    _event_loop_run(serve())
 
 
 def _interrupt(signum: int, frame: Any) -> None:
