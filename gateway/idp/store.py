@@ -22,6 +22,7 @@ from typing import Any
 from .config import IdpConfig, UserConfig
 
 log = logging.getLogger("gateway.idp")
+REFRESH_SWEEP_INTERVAL = 60.0  # seconds between sweeps of expired refresh-token records
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Store:
         self._changed_users: set[str] = set()
         self._codes: dict[str, AuthCode] = {}
         self._refresh: dict[str, RefreshRecord] = {}
+        self._next_refresh_sweep = 0.0
         self._revoked_origins: set[str] = set()
         self._sessions: dict[str, LoginSession] = {}
         self.outbox: list[OutboxMessage] = []
@@ -158,7 +160,12 @@ class Store:
 
     def add_refresh(self, token: str, record: RefreshRecord) -> None:
         now = time.time()
-        self._refresh = {k: r for k, r in self._refresh.items() if r.expires_at > now}
+        if now >= self._next_refresh_sweep:
+            # Expired records go now and then, not on every add: with rotation every refresh adds one,
+            # and a sweep per add made each refresh cost O(all tokens) (milliseconds at 10,000 tokens).
+            # Lookups check expiry themselves; the persistence file never holds expired records.
+            self._refresh = {k: r for k, r in self._refresh.items() if r.expires_at > now}
+            self._next_refresh_sweep = now + REFRESH_SWEEP_INTERVAL
         self._refresh[token_hash(token)] = record
         self._save()
 

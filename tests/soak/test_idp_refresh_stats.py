@@ -43,3 +43,25 @@ async def test_refresh_grants_are_counted_per_user_and_client(idp: RunningIdp) -
     assert stats["token_requests"]["refresh_token"] == 4
     await idp.admin("POST", "stats/reset")
     assert await idp.admin("GET", "stats/refresh") == {"total": 0, "by_user": {}, "by_client": {}}
+
+
+def test_expired_refresh_records_are_swept_now_and_then(monkeypatch: Any) -> None:
+    """Not on every add (that made each refresh O(all tokens)), but within REFRESH_SWEEP_INTERVAL."""
+    from gateway.idp import store as store_module
+    from gateway.idp.config import parse_idp_config
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(store_module.time, "time", lambda: now[0])
+    store = store_module.Store(parse_idp_config({"user_pool_id": "us-east-1_Sweep"}))
+
+    def record(expires_at: float) -> store_module.RefreshRecord:
+        return store_module.RefreshRecord("c", "alice", ("openid",), 0, "origin", expires_at)
+
+    store.add_refresh("old", record(now[0] + 10))  # the first add sweeps (nothing yet) and schedules the next
+    now[0] += 20  # "old" has expired
+    store.add_refresh("new", record(now[0] + 1000))
+    assert store.refresh_record("old") is not None  # still held until the next sweep (refused anyway: expired)
+    now[0] += store_module.REFRESH_SWEEP_INTERVAL
+    store.add_refresh("newer", record(now[0] + 1000))
+    assert store.refresh_record("old") is None
+    assert store.refresh_record("new") is not None and store.refresh_record("newer") is not None
