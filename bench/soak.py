@@ -143,6 +143,7 @@ class Report:
     requests_per_s: float
     failures: int
     failure_samples: list[str]
+    failure_kinds: dict[str, int]
     refreshes_expected: int
     refreshes_seen: int
     refresh_calls: int  # every refresh_token call at the IdP, refused ones included
@@ -164,7 +165,7 @@ class Report:
     def problems(self) -> list[str]:
         found = []
         if self.failures:
-            found.append(f"{self.failures} failed requests, e.g. {self.failure_samples[:3]}")
+            found.append(f"{self.failures} failed requests {self.failure_kinds}, e.g. {self.failure_samples[:3]}")
         found += self.refresh_problems
         if self.rss_problem:
             found.append(self.rss_problem)
@@ -650,6 +651,7 @@ async def _soak(settings: Settings, workdir: Path, processes: Processes) -> Repo
         requests_per_s=round(load.requests / max(finished - began, 1e-9), 1),
         failures=sum(load.failures.values()),
         failure_samples=load.failure_samples,
+        failure_kinds=dict(load.failures),
         refreshes_expected=expected,
         refreshes_seen=refresh_stats["total"],
         refresh_calls=refresh_calls,
