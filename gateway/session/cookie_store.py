@@ -93,6 +93,9 @@ class ChunkedCookieStorage(AbstractStorage):
         # Not NaN, not infinite, not an integer too large for a float: each would crash or never expire.
         if isinstance(created, bool) or not isinstance(created, (int, float)) or not -1e12 < created < 1e12:
             return None
+        iat = data.get("session", {}).get("iat")  # the sign-in time signed_in_at() prefers: the same bounds
+        if isinstance(iat, (int, float)) and not isinstance(iat, bool) and not -1e12 < iat < 1e12:
+            return None
         if time.time() - signed_in_at(data) > self.max_lifetime:
             return None
         return data
