@@ -760,7 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     signal.signal(signal.SIGTERM, _interrupt)  # clean up on SIGTERM as on Ctrl-C
-    report = run(settings)
+    try:
+        report = run(settings)
+    except KeyboardInterrupt:
+        print("soak: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
     print(report.summary())
     if args.json:
         args.json.write_text(json.dumps({**asdict(report), "ok": report.ok, "problems": report.problems}, indent=1))

@@ -46,6 +46,7 @@ def _children_started_in(workdir: Path) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # ~30 s of two busy CPU cores: in `make test`, not in `make test-fast`
 @pytest.mark.timeout(90)
 async def test_short_soak_with_and_without_rotation(tmp_path: Path) -> None:
     common = dict(users=100, token_lifetime=6, before_expiry=2.0, interval=1.0, warmup=8.0, duration=12.0)
