@@ -22,6 +22,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (NEL, U+0085, e
 # What an upstream that applies Unicode compatibility normalization (NFKC) would turn into a path
 # delimiter, a dot or an escape: `/public/%EF%BC%8E%EF%BC%8E/admin` (fullwidth `．．`) becomes `..`.
 _STRUCTURAL = frozenset("./\\;%?#")
+_RAW_NON_UTF8 = re.compile("[\ud800-\udfff]")  # how aiohttp reads header bytes that are not UTF-8 (surrogateescape)
 
 
 class AmbiguousPath(GatewayError):
@@ -57,6 +58,9 @@ def rule_path(raw_path: str) -> str:
         decoded = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
     except UnicodeDecodeError:
         raise AmbiguousPath("the path is not valid UTF-8 once decoded") from None
+    if not decoded.isascii() and _RAW_NON_UTF8.search(decoded):
+        # Raw bytes that are not UTF-8 (a proxy's X-Forwarded-Uri may carry them): servers read them differently.
+        raise AmbiguousPath("the path is not valid UTF-8")
     if _CONTROL.search(decoded):
         raise AmbiguousPath("control characters are not allowed in paths")
     if not decoded.isascii() and any(_normalizes_to_structure(ch) for ch in set(decoded)):

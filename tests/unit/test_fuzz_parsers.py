@@ -43,6 +43,7 @@ path_texts = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
     st.text(max_size=40),
     st.text(alphabet=string.printable, max_size=40).map(lambda text: "/" + text),
+    st.binary(max_size=20).map(lambda raw: "/" + raw.decode("utf-8", "surrogateescape")),  # raw bytes, as aiohttp reads a header
 )
 RULE_PATTERNS = ["/admin", "/admin/**", "/admin/*", "/public/**", "/api/*/items", "/**", "/a"]
 
@@ -73,6 +74,7 @@ def upstream_views(decoded: str) -> set[str]:
 @example("/x%ef%bc%8fadmin")  # fullwidth solidus
 @example("/a%c2%85b")  # regression: C1 control (NEL)
 @example("/%c0%ae%c0%ae/admin")  # overlong UTF-8 dots
+@example("/admin\udcff")  # regression: a raw non-UTF-8 byte in X-Forwarded-Uri passed (and crashed the sign-in redirect)
 @given(path_texts)
 def test_rule_path_is_refused_or_means_one_thing_to_every_reader(raw):
     path, query = split_target(raw)
