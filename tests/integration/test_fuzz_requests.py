@@ -80,9 +80,10 @@ ENDPOINTS = ["/oauth2/start?rd=", "/oauth2/callback?state=", "/oauth2/callback?c
              "/oauth2/auth", "/healthz", "/readyz", "/.well-known/jwks.json", "/oauth2/keys/x"]
 targets = st.one_of(
     st.lists(st.sampled_from(PATH_PIECES) | st.text(alphabet=string.ascii_letters + "%.-_~", max_size=5), max_size=6).map(lambda p: "/" + "/".join(p)),
-    st.tuples(st.sampled_from(["/public/", "/private/", "/api/", "/"]), st.text(max_size=20)).map("".join),
+    st.tuples(st.sampled_from(["/public/", "/private/", "/api/", "/bearer/", "/"]), st.text(max_size=20)).map("".join),
     st.tuples(st.sampled_from(["/public/", "/private/", "/api/", "/", "/public/../"]), st.text(alphabet=string.ascii_letters + "/.%", max_size=12)).map("".join),
     st.tuples(st.sampled_from(ENDPOINTS), st.text(alphabet=string.printable, max_size=30)).map("".join),
+    st.sampled_from(["/bearer/x", "/oauth2/auth", "/api/x"]),
     st.sampled_from(["*", "http://127.0.0.1/private", "//private", "private", "/public/../private", "/public#/../private", "/%70rivate",
                      "/oauth2/callback?state=%ED%A0%80&code=x", "/oauth2/start?rd=%ED%A0%80", "/oauth2/start?rd=//evil&idp=%00",
                      "/public%23/../private", "/public/%EF%BC%8E%EF%BC%8E/private", "/oauth2/auth?x=1"]),
@@ -93,6 +94,9 @@ SPOOFS = ["X-Forwarded-User", "X_Forwarded_User", "x-forwarded-user", "X-Forward
           "X-Forwarded-For", "X-Forwarded-Host", "Forwarded", "X-Original-URI", "X-Forwarded-Uri", "X-HTTP-Method-Override",
           "Accept", "X-Requested-With", "Sec-Fetch-Site", "Origin", "Referer", "X-Real-IP", "X-Auth-Request-User", "Remote-User"]
 UNSENDABLE = {"content-length", "transfer-encoding", "connection", "expect", "upgrade", "host", "cookie", "te", "keep-alive"}
+# Bytes that are not UTF-8 reach handlers as lone surrogates (aiohttp decodes headers with surrogateescape).
+raw_bytes = st.binary(max_size=16).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"").decode("utf-8", "surrogateescape"))
+high_bytes = st.binary(min_size=1, max_size=8).map(lambda raw: bytes(b | 0x80 for b in raw).decode("utf-8", "surrogateescape"))  # parsers accept them
 token_names = st.text(alphabet=string.ascii_letters + string.digits + "-_!#$%&'*+.^`|~", min_size=1, max_size=20)
 header_names = st.one_of(st.sampled_from(SPOOFS), st.sampled_from(SPOOFS), token_names, token_names, st.text(min_size=1, max_size=10)).filter(
     lambda name: name.strip().lower() not in UNSENDABLE
@@ -105,11 +109,14 @@ header_values = st.one_of(
     printable,
     st.text(max_size=20),
     st.builds(lambda ch, n: ch * n, st.sampled_from("ax_"), st.integers(1000, 70_000)),  # huge: 431, or the parser's 400
+    raw_bytes,
+    raw_bytes.map("Bearer {}".format),
+    st.sampled_from(["/private", "/public/../private", "/bearer/x", "/private?x=\udcff", "/%ef%bc%8e"]),  # X-Forwarded-Uri & co.
 )
 WELL_FORMED_PIECES = ["public", "private", "api", "admin", "x", "whoami", "", ".", "..", "%2e", "%2f", "%61", ";x", "%23", "%3f", "caf%c3%a9",
                       "%ef%bc%8e%ef%bc%8e", "%c2%85", "a.b", "~", "*"]
 well_formed_targets = st.tuples(
-    st.sampled_from(["/public", "/private", "/api", ""]),
+    st.sampled_from(["/public", "/private", "/api", "/bearer", ""]),
     st.lists(st.sampled_from(WELL_FORMED_PIECES) | st.text(alphabet=string.ascii_letters + "-._~", max_size=6), max_size=4),
     st.sampled_from(["", "?q=1", "?rd=//evil", "?a=%2e%2e"]),
 ).map(lambda parts: (parts[0] + "/" + "/".join(parts[1]) if parts[1] or not parts[0] else parts[0]) + parts[2])
@@ -183,6 +190,18 @@ def cookie_strategy(real: dict[str, str], real_only: bool = False) -> st.SearchS
     )
 
 
+def non_utf8(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def known_non_utf8_bug(target: str, headers: list[tuple[str, str]]) -> bool:
+    """The known 500s of raw non-UTF-8 bytes (pinned below): in Authorization (bearer.py) or in a forward-auth query (forward.py)."""
+    named = [(name.strip().lower(), value) for name, value in headers]
+    if any(name == "authorization" and non_utf8(value) for name, value in named):
+        return True
+    return target.startswith("/oauth2/auth") and any(name in ("x-forwarded-uri", "x-original-uri") and non_utf8(value) for name, value in named)
+
+
 def ambiguous(raw_target: str) -> bool:
     try:
         rule_path(split_target(raw_target)[0])
@@ -212,7 +231,12 @@ async def start(make_stack, browser) -> tuple[web.AppRunner, int, dict[str, str]
     try:
         stack = await make_stack(
             upstreams=[{"path": "/", "url": upstream}],
-            rules=[{"path": "/public/**", "allow": "anyone"}, {"path": "/api/**", "unauthenticated": "deny"}],
+            rules=[
+                {"path": "/public/**", "allow": "anyone"},
+                {"path": "/api/**", "unauthenticated": "deny"},
+                {"path": "/bearer/**", "bearer": True, "unauthenticated": "deny"},
+            ],
+            trusted_proxies=["127.0.0.1/32"],  # so /oauth2/auth (forward-auth) answers the fuzzer too
         )
         await browser.sign_in(stack.gateway + "/private/start")
     except BaseException:
@@ -247,13 +271,24 @@ def fuzz(port: int, real: dict[str, str], recorder: Recorder, well_formed: bool)
     @EXAMPLES
     @given(
         method=st.sampled_from(["GET", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) if well_formed else methods,
-        target=well_formed_targets if well_formed else targets,
+        target=st.one_of(well_formed_targets, st.just("/oauth2/auth")) if well_formed else targets,
         host=st.none() if well_formed else hosts,
         headers=well_formed_headers if well_formed else st.lists(st.tuples(header_names, header_values), max_size=6),
         cookies=st.one_of(cookie_strategy(real), cookie_strategy(real, real_only=True)) if well_formed else cookie_strategy(real),
         json_client=st.booleans(),
+        extra=st.one_of(
+            st.just([]),
+            st.tuples(st.sampled_from(["Authorization", "X-Forwarded-Uri", "X-Original-URI"]), visible if well_formed else header_values),
+            st.tuples(st.just("Authorization"), high_bytes.map("Bearer {}".format)),
+            st.tuples(st.sampled_from(["X-Forwarded-Uri", "X-Original-URI"]), high_bytes.map("/private?q={}".format)),
+        ).map(lambda pair: list(pair) and [pair]),
     )
-    def one_request(method: str, target: str, host: str | None, headers: list[tuple[str, str]], cookies: Cookies, json_client: bool) -> None:
+    def one_request(
+        method: str, target: str, host: str | None, headers: list[tuple[str, str]], cookies: Cookies, json_client: bool, extra: list[tuple[str, str]]
+    ) -> None:
+        headers = headers + extra  # Authorization (bearer rules) and forward-auth's original URI, more often
+        if well_formed:  # aiohttp's parser refuses some headers twice (User-Agent, Authorization…): one of each name
+            headers = list({name.lower(): (name, value) for name, value in reversed(headers) if not (json_client and name.lower() == "accept")}.values())
         lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header if host is None else host}"]
         if json_client:
             lines.append("Accept: application/json")
@@ -264,6 +299,7 @@ def fuzz(port: int, real: dict[str, str], recorder: Recorder, well_formed: bool)
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         if "/oauth2/start" in target and cookies.header and cookies.header.count(f"{SESSION}_login_") >= 5:
             assume(False)  # the known login_state.py save bug (see test_fuzz_sessions.py), not re-found here
+        assume(not known_non_utf8_bug(target, headers))
         before = len(recorder.seen)
         status, response_headers = exchange(port, raw)
         assert status != 500, raw[:500]
@@ -273,7 +309,7 @@ def fuzz(port: int, real: dict[str, str], recorder: Recorder, well_formed: bool)
             for _, received in reached:  # the real user, never a spoofed value
                 users = [v for k, v in received if k.lower() == "x-forwarded-user"]
                 assert users == ["alice"], (users, raw[:500])
-            if well_formed and not ambiguous(target):  # signed in: every unambiguous path reaches the app
+            if well_formed and not ambiguous(target) and not target.startswith("/oauth2/"):  # signed in: every unambiguous path reaches the app
                 assert status == 200 and len(reached) == 1, (status, raw[:500])
             return
         for name, value in response_headers:
@@ -286,7 +322,8 @@ def fuzz(port: int, real: dict[str, str], recorder: Recorder, well_formed: bool)
             assert not identity, (identity, raw[:500])
             assert not protected(received_target), (received_target, status, raw[:500])
         if protected(target) and not target.startswith(("/oauth2/", "/healthz", "/readyz", "/.well-known/")) and cookies.valid is False:
-            assert not reached and status in (302, 400, 401, 431) or not well_formed and method == "CONNECT" and status == 404, (status, raw[:500])
+            # 404: no route at all (CONNECT, `OPTIONS *`, a decoded newline that aiohttp's `.*` route does not match): nothing proxied
+            assert not reached and status in (302, 400, 401, 404, 431), (status, raw[:500])
             if well_formed:  # exactly what the rules say
                 expected = 400 if ambiguous(target) else 401 if json_client or method not in ("GET", "HEAD") or target.startswith("/api") else 302
                 assert status == expected or status == 401 and expected == 302, (status, expected, raw[:500])
@@ -302,3 +339,19 @@ async def test_known_bug_sign_in_start_with_odd_login_cookie_names(make_stack):
     raw = f"GET /oauth2/start HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookies}\r\nConnection: close\r\n\r\n".encode()
     status, _ = await asyncio.to_thread(exchange, urlsplit(stack.gateway).port or 0, raw)
     assert status == 302
+
+
+@pytest.mark.parametrize(
+    "target, header",
+    [
+        ("/bearer", b"Authorization: Bearer \x80"),  # bearer.py: hashlib.sha256(token.encode())
+        ("/oauth2/auth", b"X-Forwarded-Uri: /private?q=\x80"),  # forward.py: urlencode({"rd": target}) of the sign-in redirect
+    ],
+    ids=["bearer-token", "forward-auth-uri"],
+)
+@pytest.mark.xfail(strict=True, reason="a raw non-UTF-8 byte in a header is a 500 (gateway/auth/bearer.py, gateway/auth/forward.py); see the fuzzing report")
+async def test_known_bugs_non_utf8_header_bytes(make_stack, target, header):
+    stack = await make_stack(rules=[{"path": "/bearer/**", "bearer": True, "unauthenticated": "deny"}], trusted_proxies=["127.0.0.1/32"])
+    raw = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + header + b"\r\nConnection: close\r\n\r\n"
+    status, _ = await asyncio.to_thread(exchange, urlsplit(stack.gateway).port or 0, raw)
+    assert status in (302, 401)
