@@ -565,3 +565,14 @@ def test_known_login_state_save_bug():
     request = make_mocked_request("GET", "/oauth2/start", headers={"Cookie": header})
     assert f"{NAME}_login_(" in request.cookies
     LOGINS.save(request, web.Response(), REAL_LOGIN)
+
+
+@pytest.mark.parametrize("seen", ["x", [1], float("nan")], ids=["string", "list", "nan"])
+@pytest.mark.xfail(strict=True, raises=(ValueError, TypeError, AssertionError), reason="gateway/auth/gate.py _idle_expired/_touch: see the fuzzing report")
+def test_known_gate_idle_timeout_bugs(seen):
+    """A well-sealed session whose `seen` is not a finite number: with idle_timeout set, a 500 (or never idle)."""
+    from gateway.auth.gate import _idle_expired
+
+    loaded = load(chunk_cookies(chunks_of(sealed_session({**REAL_SESSION, "seen": seen}))))
+    assert not loaded.empty
+    assert _idle_expired(loaded, 600.0) is True  # unreadable activity time: treat as idle, never crash
