@@ -11,5 +11,3 @@ pytest_plugins = [
     "tests.fixtures.faulty",
 ]
 
-# Out of date after max_lifetime began counting from the sealed sign-in time; to be updated (issue 9 note).
-collect_ignore = ["unit/test_fuzz_sessions.py"]
