@@ -11,7 +11,7 @@ from multidict import CIMultiDict
 from .auth.identity import IdentityHeaders, Principal
 from .auth.middleware import PRINCIPAL, PROXY_ROUTE, Handler
 from .auth.same_origin import OwnOrigins
-from .auth.setup import IDENTITY_HEADERS, gateway_cookie_filter, setup_auth
+from .auth.setup import IDENTITY_HEADERS, OWN_ORIGINS, gateway_cookie_filter, setup_auth
 from .config import Config
 from .hosts import request_host, valid_host
 from .ops.health import add_health_routes
@@ -25,7 +25,6 @@ PROXY = web.AppKey("proxy", HttpProxy)
 WEBSOCKET_SESSION = web.AppKey("websocket_session", aiohttp.ClientSession)
 OPEN_WEBSOCKETS = web.AppKey("open_websockets", set)
 WEBSOCKET_SLOTS = web.AppKey("websocket_slots", WebSocketSlots)
-OWN_ORIGINS = web.AppKey("own_origins", OwnOrigins)
 
 
 def parser_limits(config: Config) -> dict[str, int]:

@@ -12,6 +12,7 @@ and `X-Auth-Request-User` as the same variable.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
@@ -77,6 +78,7 @@ PATH_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-original-url", "x-rewrite-ur
 METHOD_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
+@lru_cache(maxsize=4096)  # on every request header: names repeat, and the cache is bounded
 def normalized(name: str) -> str:
     # CGI-style servers turn every character but letters and digits into "_": X.Forwarded.User too.
     return _NOT_ALNUM.sub("-", name.lower())

@@ -65,7 +65,7 @@ def unauthenticated(request: web.Request, prefix: str) -> web.Response:
 
 
 class SignIn:
-    def __init__(self, config: Config, provider: Provider, login_cookies: LoginStateCookies) -> None:
+    def __init__(self, config: Config, provider: Provider, login_cookies: LoginStateCookies, own_origins: OwnOrigins) -> None:
         assert config.provider is not None and config.public_url is not None
         self.config = config
         self.provider = provider
@@ -73,7 +73,7 @@ class SignIn:
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
         self.kind = config.provider.kind
-        self.own_origins = OwnOrigins(config.public_url, config.allowed_origins)
+        self.own_origins = own_origins
 
     async def _provider(self, request: web.Request) -> LoadedProvider | web.Response:
         try:

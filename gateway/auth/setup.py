@@ -22,12 +22,14 @@ from .forward import FORWARD_AUTH_ROUTE, forward_auth, mirror_set_cookies
 from .gate import Gate
 from .identity import IdentityHeaders
 from .login import SignIn, userinfo_response
+from .same_origin import OwnOrigins
 from .middleware import require_sign_in, save_on_prepare, session_store_errors
 from .refresh import Refresher
 from .shared_refresh import RedisSharedRefresh
 from .signing import SIGNER, GatewaySigner, add_key_routes
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
+OWN_ORIGINS = web.AppKey("own_origins", OwnOrigins)
 GATE = web.AppKey("gate", Gate)
 IDENTITY_HEADERS = web.AppKey("identity_headers", IdentityHeaders)
 
@@ -64,7 +66,7 @@ def setup_auth(app: web.Application, config: Config) -> None:
     async def provider_lifetime(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             provider = Provider(provider_config, http)
-            app[SIGN_IN] = SignIn(config, provider, login_cookies)
+            app[SIGN_IN] = SignIn(config, provider, login_cookies, app[OWN_ORIGINS])
             shared = None
             if redis_client is not None:
                 # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
