@@ -8,6 +8,7 @@ so an operator fixes a file in one pass.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_DURATION = 100 * 365 * 86400.0  # seconds: beyond any real setting, short of float and timer trouble
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -162,11 +164,16 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("must not be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration like 90s, 5m or 12h: {value!r}")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        seconds = float(value) if value <= MAX_DURATION else math.inf  # NaN too; float(10**400) would raise
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration like 90s, 5m or 12h: {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    # YAML's .nan/.inf, and numbers beyond a float, would crash or never expire further on.
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f"must be a finite duration of at most 100 years (got {value!r})")
+    return seconds
 
 
 def parse_count(value: Any) -> int:
@@ -515,6 +522,8 @@ def _path_pattern(value: Any) -> str:
             re.compile(text[len("regex:"):])
         except re.error as exc:
             raise ValueError(f"bad regular expression: {exc}") from None
+        except (OverflowError, RecursionError):  # a repeat count beyond C's int, thousands of nested groups
+            raise ValueError("regular expression too large") from None
     elif not text.startswith("/"):
         raise ValueError(f"must start with / or regex: (got {text!r})")
     return text

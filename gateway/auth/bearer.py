@@ -33,6 +33,8 @@ class BearerVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Claims of a valid access token from an accepted client; TokenError otherwise."""
+        if not token.isascii():  # a JWT is base64url and dots; a raw non-UTF-8 byte reads as a lone surrogate
+            raise TokenError("malformed token")
         key = hashlib.sha256(token.encode()).digest()
         claims = self._cache.get(key)
         if claims is None:

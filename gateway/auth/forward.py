@@ -14,9 +14,9 @@ that sets them.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
+import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -34,6 +34,7 @@ from .middleware import refusal
 MIRRORED_COOKIE_HEADER = "X-Auth-Set-Cookie-{}"
 MAX_MIRRORED = 4
 FORWARD_AUTH_ROUTE = "forward_auth"
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 §5.6.2)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def original_request(request: web.Request) -> OriginalRequest | None:
     host = headers.get("X-Forwarded-Host") or headers.get("Host", "")
     if target is None or method is None or not valid_host(host):
         return None
+    if not (target.isascii() and target.isprintable() and _METHOD.fullmatch(method)):
+        return None  # a request line is ASCII; nginx passes raw high bytes along, aiohttp reads them as surrogates
     return OriginalRequest(method.upper(), host_name(host), target, "X-Original-URI" in headers)
 
 
@@ -74,7 +77,7 @@ async def forward_auth(
         return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
     original = original_request(request)
     if original is None:
-        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other or name a malformed host.", json_only=True)
+        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other or are malformed.", json_only=True)
     method, target, nginx = original.method, original.target, original.asked_by_nginx
     verdict = await gate.decide(request, method, original.host, target)
     if verdict.decision is Decision.ALLOW:

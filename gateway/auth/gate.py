@@ -15,7 +15,7 @@ from aiohttp_session import Session, get_session
 
 from ..config import Config, RuleConfig
 from ..errors import TokenError
-from ..session.model import SignedIn
+from ..session.model import SignedIn, finite_number
 from .bearer import BearerVerifier, bearer_token
 from .identity import Principal
 from .paths import AmbiguousPath, rule_path, split_target
@@ -103,12 +103,19 @@ class Gate:
         return Principal(signed_in.claims, signed_in.access_token, signed_in.access_expires_at)
 
 
+def _last_seen(session: Session) -> float | None:
+    """Last activity; None when the sealed value is not a finite number (then the session counts as idle)."""
+    return finite_number(session.get(SEEN, session.created))
+
+
 def _idle_expired(session: Session, idle_timeout: float) -> bool:
-    return time.time() - float(session.get(SEEN, session.created)) > idle_timeout
+    seen = _last_seen(session)
+    return seen is None or time.time() - seen > idle_timeout
 
 
 def _touch(session: Session, idle_timeout: float) -> None:
     """Record activity, rewriting the session now and then rather than on every request."""
     now = time.time()
-    if now - float(session.get(SEEN, session.created)) > min(60.0, idle_timeout / 10):
+    seen = _last_seen(session)
+    if seen is None or now - seen > min(60.0, idle_timeout / 10):
         session[SEEN] = int(now)

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from .crypto import SecretBox
-from .model import signed_in_at
+from .model import envelope, signed_in_at
 
 MAX_SET_COOKIE_BYTES = 4000
 _ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
@@ -83,18 +83,8 @@ class ChunkedCookieStorage(AbstractStorage):
         plaintext = self.box.open(sealed, self.cookie_name.encode())
         if plaintext is None:
             return None
-        try:
-            data = json.loads(plaintext)
-        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("session", {}), dict):
-            return None  # aiohttp-session would fail on a session that is not a mapping
-        created = data.get("created")
-        # Not NaN, not infinite, not an integer too large for a float: each would crash or never expire.
-        if isinstance(created, bool) or not isinstance(created, (int, float)) or not -1e12 < created < 1e12:
-            return None
-        iat = data.get("session", {}).get("iat")  # the sign-in time signed_in_at() prefers: the same bounds
-        if isinstance(iat, (int, float)) and not isinstance(iat, bool) and not -1e12 < iat < 1e12:
+        data = envelope(plaintext)
+        if data is None:
             return None
         if time.time() - signed_in_at(data) > self.max_lifetime:
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 
@@ -37,6 +38,9 @@ class LoginStateCookies:
         self.box = box
         self.base_name = f"__Host-{base_name}" if secure else base_name
         self.secure = secure
+        # Only names we could have set count as pending: a client may send any name with our prefix,
+        # and deleting one Set-Cookie cannot carry (e.g. `_login_(`) would raise.
+        self._pending_name = re.compile(re.escape(self.base_name) + "_[0-9a-f]{16}")
 
     def name_for(self, state: str) -> str:
         return f"{self.base_name}_{hashlib.sha256(state.encode()).hexdigest()[:16]}"
@@ -46,7 +50,7 @@ class LoginStateCookies:
 
     def save(self, request: web.BaseRequest, response: web.StreamResponse, login: LoginState) -> None:
         pending = sorted(
-            (name for name in request.cookies if name.startswith(self.base_name + "_")),
+            (name for name in request.cookies if self._pending_name.fullmatch(name)),
             key=lambda name: self._created(request.cookies[name], name),
         )
         for name in pending[: max(0, len(pending) - MAX_PENDING + 1)]:
@@ -73,9 +77,18 @@ class LoginStateCookies:
             login = LoginState(**json.loads(opened))
         except (ValueError, TypeError):
             return None
-        if not hmac.compare_digest(login.state, state) or time.time() - login.created_at > LIFETIME:
+        if not _well_typed(login) or not hmac.compare_digest(login.state.encode(), state.encode()):
+            return None
+        if not time.time() - login.created_at <= LIFETIME:  # written this way round, NaN is refused too
             return None
         return login
 
     def clear(self, response: web.StreamResponse, state: str) -> None:
         response.del_cookie(self.name_for(state), **self._attributes())
+
+
+def _well_typed(login: LoginState) -> bool:
+    """A sealed login state is ours, but JSON carries no types: check them before use."""
+    strings = (login.state, login.nonce, login.code_verifier, login.return_to)
+    created = login.created_at
+    return all(isinstance(v, str) for v in strings) and isinstance(created, (int, float)) and not isinstance(created, bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,9 +20,10 @@ def unverified_payload(token: str) -> dict[str, Any]:
     """
     try:
         segment = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (IndexError, ValueError):
+        payload = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError, RecursionError):
         return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def username_of(claims: dict[str, Any]) -> str:
@@ -53,10 +55,14 @@ class SignedIn:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SignedIn | None":
-        try:
-            return cls(str(data["id"]), str(data["at"]), data.get("rt"), float(data["exp"]), float(data["iat"]))
-        except (KeyError, TypeError, ValueError):
+        """The session's tokens, or None when the sealed values are not of the shape to_dict writes."""
+        id_token, access_token, refresh_token = data.get("id"), data.get("at"), data.get("rt")
+        expires_at, created_at = finite_number(data.get("exp")), finite_number(data.get("iat"))
+        if not (isinstance(id_token, str) and isinstance(access_token, str)) or expires_at is None or created_at is None:
             return None
+        if refresh_token is not None and not isinstance(refresh_token, str):
+            return None
+        return cls(id_token, access_token, refresh_token, expires_at, created_at)
 
     @cached_property
     def claims(self) -> dict[str, Any]:
@@ -77,16 +83,47 @@ class SignedIn:
         return self.access_expires_at - (time.time() if now is None else now) <= seconds
 
 
+def finite_number(value: object) -> float | None:
+    """A sealed number as a float; None for anything else (strings, bools, NaN, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def signed_in_at(data: dict[str, Any]) -> float:
     """When this session began: the sign-in time sealed with the tokens (`iat`), else `created`.
 
     aiohttp-session's `created` is reset by every write to the session (a refresh, an idle-timeout
     touch), so on its own it would let max_lifetime slide forever.
     """
-    created = data.get("created", 0)
-    created = float(created) if isinstance(created, (int, float)) else 0.0
+    created = finite_number(data.get("created")) or 0.0
     inner = data.get("session")
-    iat = inner.get("iat") if isinstance(inner, dict) else None
-    if isinstance(iat, (int, float)) and not isinstance(iat, bool):
-        return min(float(iat), created)
-    return created
+    iat = finite_number(inner.get("iat")) if isinstance(inner, dict) else None
+    return created if iat is None else min(iat, created)
+
+
+def envelope(plaintext: bytes) -> dict[str, Any] | None:
+    """aiohttp-session's stored form, `{"created": …, "session": {…}}`, if the opened bytes have its shape.
+
+    Both stores unseal only what they sealed, but the checks keep a shape this code never wrote
+    (older versions, a fuzzer with the secret) from becoming a 500 or a session that never expires.
+    """
+    try:
+        data = json.loads(plaintext)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("session", {}), dict):
+        return None  # aiohttp-session would fail on a session that is not a mapping
+    # Not NaN, not infinite, not an integer too large for a float: each would crash or never expire.
+    created = finite_number(data.get("created"))
+    if created is None or not -1e12 < created < 1e12:
+        return None
+    iat = data.get("session", {}).get("iat")  # the sign-in time signed_in_at() prefers: the same bounds
+    if isinstance(iat, (int, float)) and not isinstance(iat, bool) and not -1e12 < iat < 1e12:
+        return None
+    return data
+

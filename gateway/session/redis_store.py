@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 from typing import Any
@@ -18,11 +19,12 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 
 from .cookie_store import cookie_attributes, prefixed
-from .model import signed_in_at
+from .model import envelope, signed_in_at
 from ..errors import SessionError
 from .crypto import SecretBox
 
 KEY_PREFIX = "gw:session:"
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32): any other cookie value is no session
 
 
 def redis_key(session_id: str) -> str:
@@ -37,8 +39,12 @@ class RedisSessionStorage(AbstractStorage):
         self.secure = secure
         self.max_lifetime = max_lifetime
 
-    async def load_session(self, request: web.Request) -> Session:
+    def _session_id(self, request: web.Request) -> str | None:
         session_id = self.load_cookie(request)
+        return session_id if isinstance(session_id, str) and SESSION_ID.fullmatch(session_id) else None
+
+    async def load_session(self, request: web.Request) -> Session:
+        session_id = self._session_id(request)
         try:
             data = await self._read(session_id) if session_id else None
         except (redis.RedisError, OSError) as exc:
@@ -53,8 +59,8 @@ class RedisSessionStorage(AbstractStorage):
         opened = self.box.open(sealed.decode(), key.encode()) if sealed else None
         if opened is None:
             return None
-        data = json.loads(opened)
-        if time.time() - signed_in_at(data) > self.max_lifetime:
+        data = envelope(opened)
+        if data is None or time.time() - signed_in_at(data) > self.max_lifetime:
             return None
         return data
 
@@ -65,7 +71,7 @@ class RedisSessionStorage(AbstractStorage):
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
 
     async def _write(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
-        old_id = self.load_cookie(request)
+        old_id = self._session_id(request)
         data = self._get_session_data(session)
         if not data:
             if old_id:

@@ -17,9 +17,9 @@ import base64
 import json
 import math
 import random
+import re
 import string
 import time
-from http.cookies import CookieError
 from typing import Any
 
 import pytest
@@ -408,25 +408,24 @@ def test_deeply_nested_sealed_json_is_no_session():
     assert load(cookies).empty
 
 
-# Tokens whose payload decodes to a JSON object, numbers that are finite: the shapes model.py handles
-# today. The shapes it does not handle are pinned below as strict xfails (see the report).
-finite_numbers = st.one_of(st.integers(-(10**11), 10**11), st.floats(-1e11, 1e11), st.from_regex(r"\A-?[0-9]{1,8}(\.[0-9]{0,3})?\Z"))
+# Token payloads of any JSON shape, numbers of any kind (NaN, infinities, strings, bools included).
+numbers = st.one_of(st.integers(-(10**11), 10**11), st.floats(), st.from_regex(r"\A-?[0-9]{1,8}(\.[0-9]{0,3})?\Z"), st.sampled_from(["nan", "inf", True]))
 claims_dicts = st.dictionaries(
     st.sampled_from(["sub", "cognito:username", "username", "preferred_username", "email", "email_verified", "cognito:groups", "groups", "scope", "custom:tier"])
     | st.text(max_size=8),
     json_values,
     max_size=8,
 )
-tokens = st.one_of(claims_dicts.map(jwt_like), st.text(alphabet=st.characters(exclude_characters="."), max_size=40), st.just("a.b.c"), st.just("a.!!!.c"))
+tokens = st.one_of(claims_dicts.map(jwt_like), json_values.map(jwt_like), st.text(alphabet=st.characters(exclude_characters="."), max_size=40), st.just("a.b.c"), st.just("a.!!!.c"))
 session_dicts = st.fixed_dictionaries(
     {},
     optional={
         "id": tokens,
         "at": tokens,
         "rt": st.none() | st.text(max_size=20),
-        "exp": finite_numbers | st.just(None),
-        "iat": finite_numbers | st.just(None),
-        "seen": st.integers(0, 2 * 10**9),
+        "exp": numbers | st.just(None),
+        "iat": numbers | st.just(None),
+        "seen": st.integers(0, 2 * 10**9) | numbers,
     },
 )
 
@@ -437,34 +436,33 @@ def test_well_sealed_session_values_never_crash_what_uses_them(session):
     cookies = chunk_cookies(chunks_of(sealed_session(session)))
     loaded = load(cookies)
     iat = session.get("iat")
-    if isinstance(iat, (int, float)) and time.time() - iat > STORAGE.max_lifetime:
+    if isinstance(iat, (int, float)) and not isinstance(iat, bool) and time.time() - iat > STORAGE.max_lifetime:
         assert loaded.empty  # max_lifetime counts from the sealed sign-in time
     consume(loaded)
     save(loaded)
 
 
-# Known bugs in files this fuzzing does not own: minimal inputs, each a strict xfail so that the
-# fix turns it into a failure to remove the mark (and to widen the strategies above).
 NOW = int(time.time())
-MODEL_BUGS = [
-    pytest.param({"id": "a.bnVsbA.c", "at": "", "exp": 1e11, "iat": NOW}, TypeError, id="id-token-payload-null"),  # claims: dict(None)
-    pytest.param({"id": "a.WzFd.c", "at": "", "exp": 1e11, "iat": NOW}, TypeError, id="id-token-payload-list"),  # claims: dict([1])
-    pytest.param({"id": "", "at": "a.MQ.c", "exp": 1e11, "iat": NOW}, TypeError, id="access-token-payload-int"),  # "scope" in 1
-    pytest.param({"id": "", "at": "", "exp": "nan", "iat": NOW}, ValueError, id="exp-nan"),  # never expires; int(nan)
-    pytest.param({"id": "", "at": "", "exp": "inf", "iat": NOW}, OverflowError, id="exp-inf"),  # never expires; int(inf)
+MODEL_SHAPES = [  # found by fuzzing: each was a 500 (or a session that never expired)
+    pytest.param({"id": "a.bnVsbA.c", "at": "", "exp": 1e11, "iat": NOW}, id="id-token-payload-null"),
+    pytest.param({"id": "a.WzFd.c", "at": "", "exp": 1e11, "iat": NOW}, id="id-token-payload-list"),
+    pytest.param({"id": "", "at": "a.MQ.c", "exp": 1e11, "iat": NOW}, id="access-token-payload-int"),
+    pytest.param({"id": "", "at": "", "exp": "nan", "iat": NOW}, id="exp-nan"),
+    pytest.param({"id": "", "at": "", "exp": "inf", "iat": NOW}, id="exp-inf"),
+    pytest.param({"id": "", "at": "", "exp": float("nan"), "iat": NOW}, id="exp-float-nan"),
+    pytest.param({"id": 1, "at": "", "exp": 1e11, "iat": NOW}, id="id-token-not-a-string"),
+    pytest.param({"id": "", "at": "", "rt": 5, "exp": 1e11, "iat": NOW}, id="refresh-token-not-a-string"),
 ]
 
 
-@pytest.mark.parametrize("session, error", MODEL_BUGS)
-@pytest.mark.xfail(strict=True, reason="gateway/session/model.py SignedIn: see the fuzzing report")
-def test_known_model_bugs(session, error):
+@pytest.mark.parametrize("session", MODEL_SHAPES)
+def test_ill_shaped_sessions_are_read_safely(session):
     loaded = load(chunk_cookies(chunks_of(sealed_session(session))))
-    try:
-        consume(loaded)
-    except error:
-        raise
     assert not loaded.empty
-    # a fix may reject the session (from_dict -> None) or accept a sane one: either is fine
+    consume(loaded)
+    signed_in = SignedIn.from_dict(dict(loaded))
+    if signed_in is not None:  # accepted: then its values are sane
+        assert math.isfinite(signed_in.access_expires_at) and isinstance(signed_in.claims, dict)
 
 
 # --- login-state cookies -----------------------------------------------------------------------
@@ -490,24 +488,18 @@ def test_login_state_load_of_arbitrary_cookies_is_none(cookies, state):
     assert LOGINS.load(CookieRequest(cookies), state) is None
 
 
-MORSEL_LEGAL = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~:")  # http.cookies' legal name characters
-
-
-def login_save_bug(cookies: dict[str, str]) -> bool:
-    """The known login_state.py bug: 5+ pending login cookies, one with a name Set-Cookie cannot carry."""
-    pending = [name for name in cookies if name.startswith(LOGINS.base_name + "_")]
-    return len(pending) >= 5 and any(not MORSEL_LEGAL.issuperset(name) for name in pending)
-
-
 @FAST
-@given(st.dictionaries(login_names, chunk_values, max_size=40).filter(lambda cookies: not login_save_bug(cookies)))
+@example({f"{NAME}_login_{suffix}": "x" for suffix in ["(", "a", "b", "c", "d"]})  # was a 500: deleting `_login_(`
+@given(st.dictionaries(login_names, chunk_values, max_size=40))
 def test_login_state_save_with_arbitrary_cookies(cookies):
     response = web.Response()
     LOGINS.save(CookieRequest(cookies), response, REAL_LOGIN)
     new_name = LOGINS.name_for(REAL_LOGIN.state)
     assert response.cookies[new_name].value
-    pending = [n for n in cookies if n.startswith(LOGINS.base_name + "_") and n != new_name]
+    ours = re.compile(re.escape(LOGINS.base_name) + "_[0-9a-f]{16}")
+    pending = [n for n in cookies if ours.fullmatch(n) and n != new_name]
     deleted = [n for n, m in response.cookies.items() if m["max-age"] == "0"]
+    assert all(ours.fullmatch(n) for n in deleted)  # only names the gateway could have set
     assert len(pending) - len(deleted) + 1 <= 5
 
 
@@ -525,11 +517,11 @@ def test_a_real_login_cookie_edited_opens_only_unedited(pos, char):
 login_payloads = st.fixed_dictionaries(
     {},
     optional={
-        "state": st.just(REAL_LOGIN.state),
+        "state": st.just(REAL_LOGIN.state) | json_values,
         "nonce": st.text(max_size=5) | json_values,
         "code_verifier": st.text(max_size=5) | json_values,
         "return_to": st.text(max_size=5) | json_values,
-        "created_at": st.floats(-1e12, 1e12) | st.integers(-(10**12), 10**12),
+        "created_at": st.floats(-1e12, 1e12) | st.floats() | st.integers(-(10**12), 10**12) | json_values,
         "extra": json_values,
     },
 )
@@ -540,37 +532,30 @@ login_payloads = st.fixed_dictionaries(
 def test_well_sealed_malformed_login_states_never_crash(payload):
     name = LOGINS.name_for(REAL_LOGIN.state)
     sealed = LOGIN_BOX.seal(json.dumps(payload).encode(), name.encode())
-    LOGINS.load(CookieRequest({name: sealed}), REAL_LOGIN.state)
+    loaded = LOGINS.load(CookieRequest({name: sealed}), REAL_LOGIN.state)
+    assert loaded is None or (loaded.state == REAL_LOGIN.state and isinstance(loaded.created_at, (int, float)))
 
 
-LOGIN_BUGS = [
+LOGIN_SHAPES = [
     pytest.param({"state": 1, "nonce": "", "code_verifier": "", "return_to": "/", "created_at": 0}, id="state-not-a-string"),
     pytest.param({"state": "é", "nonce": "", "code_verifier": "", "return_to": "/", "created_at": 0}, id="state-not-ascii"),
     pytest.param({"state": "x", "nonce": "", "code_verifier": "", "return_to": "/", "created_at": "0"}, id="created-at-a-string"),
+    pytest.param({"state": "x", "nonce": "", "code_verifier": "", "return_to": "/", "created_at": float("nan")}, id="created-at-nan"),
+    pytest.param({"state": "x", "nonce": 1, "code_verifier": "", "return_to": "/", "created_at": NOW}, id="nonce-not-a-string"),
 ]
 
 
-@pytest.mark.parametrize("payload", LOGIN_BUGS)
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="gateway/session/login_state.py load: see the fuzzing report")
-def test_known_login_state_bugs(payload):
+@pytest.mark.parametrize("payload", LOGIN_SHAPES)
+def test_ill_typed_login_states_are_refused(payload):
+    """Found by fuzzing (each was a TypeError, a 500 on the callback): well sealed, wrongly typed."""
     state = payload["state"] if isinstance(payload["state"], str) else "1"
     name = LOGINS.name_for(state)
-    LOGINS.load(CookieRequest({name: LOGIN_BOX.seal(json.dumps(payload).encode(), name.encode())}), state)
+    assert LOGINS.load(CookieRequest({name: LOGIN_BOX.seal(json.dumps(payload).encode(), name.encode())}), state) is None
 
 
-@pytest.mark.xfail(strict=True, raises=CookieError, reason="gateway/session/login_state.py save: see the fuzzing report")
-def test_known_login_state_save_bug():
-    """Five login cookies, one named with a character aiohttp's Cookie parser accepts and Set-Cookie cannot carry: a 500 on /oauth2/start."""
-    header = "; ".join(f"{NAME}_login_{suffix}=x" for suffix in ["(", "a", "b", "c", "d"])
-    request = make_mocked_request("GET", "/oauth2/start", headers={"Cookie": header})
-    assert f"{NAME}_login_(" in request.cookies
-    LOGINS.save(request, web.Response(), REAL_LOGIN)
-
-
-@pytest.mark.parametrize("seen", ["x", [1], float("nan")], ids=["string", "list", "nan"])
-@pytest.mark.xfail(strict=True, raises=(ValueError, TypeError, AssertionError), reason="gateway/auth/gate.py _idle_expired/_touch: see the fuzzing report")
-def test_known_gate_idle_timeout_bugs(seen):
-    """A well-sealed session whose `seen` is not a finite number: with idle_timeout set, a 500 (or never idle)."""
+@pytest.mark.parametrize("seen", ["x", [1], float("nan"), True], ids=["string", "list", "nan", "bool"])
+def test_unreadable_activity_time_counts_as_idle(seen):
+    """Found by fuzzing: a well-sealed session whose `seen` is not a finite number was a 500 (or never idle)."""
     from gateway.auth.gate import _idle_expired
 
     loaded = load(chunk_cookies(chunks_of(sealed_session({**REAL_SESSION, "seen": seen}))))
@@ -578,10 +563,10 @@ def test_known_gate_idle_timeout_bugs(seen):
     assert _idle_expired(loaded, 600.0) is True  # unreadable activity time: treat as idle, never crash
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason="gateway/session/redis_store.py redis_key: see the fuzzing report")
-def test_known_redis_store_bug_non_utf8_session_cookie():
-    """`Cookie: _gw_session=\\xff` (any client): aiohttp reads the byte as a lone surrogate, redis_key() encodes it: a 500."""
+@pytest.mark.parametrize("cookie", ["\udcff", "é" * 43, "x", "a" * 44, "a" * 42 + "!"])
+def test_a_redis_session_cookie_not_of_our_shape_is_no_session(cookie):
+    """Found by fuzzing: `Cookie: _gw_session=\\xff` (any client) reads as a lone surrogate; redis_key() encoded it: a 500."""
     from gateway.session.redis_store import RedisSessionStorage
 
     storage = RedisSessionStorage(None, BOX, NAME, secure=False, max_lifetime=3600)  # type: ignore[arg-type]  # never reached
-    run(storage.load_session(CookieRequest({NAME: "\udcff"})))  # what request.cookies holds (tests/integration/test_fuzz_requests.py)
+    assert run(storage.load_session(CookieRequest({NAME: cookie}))).empty  # never reaches Redis (client is None)
