@@ -99,6 +99,9 @@ class HttpProxy:
         except (aiohttp.ClientError, OSError) as exc:
             if body_limit is not None and body_limit.exceeded:
                 return _too_large(request, body_limit.limit)
+            if _client_gone(request):  # e.g. it hung up mid-upload: not the application's fault
+                log.debug("client went away: %s %s", request.method, upstream.url)
+                return web.Response(status=499)  # nobody reads it; nginx's code for this, in case a log does
             log.warning("upstream error: %s %s: %s", request.method, upstream.url, exc.__class__.__name__)
             return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 
@@ -111,15 +114,21 @@ class HttpProxy:
             async for chunk in answer.content.iter_chunked(CHUNK):
                 await response.write(chunk)
             await response.write_eof()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionResetError) as exc:
+            if _client_gone(request):
+                # The client hung up (aiohttp's ClientConnectionResetError from write() is a ClientError
+                # too); leaving the context closes the upstream connection.
+                return response
             # Headers are already sent: the only honest signal left is to cut the connection,
             # so the client sees a truncated response instead of a complete-looking one.
             log.warning("upstream failed mid-response: %s", exc.__class__.__name__)
             if request.transport is not None:
                 request.transport.abort()
-        except ConnectionResetError:
-            pass  # the client went away; leaving the context closes the upstream connection
         return response
+
+
+def _client_gone(request: web.BaseRequest) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _too_large(request: web.BaseRequest, limit: int) -> web.Response:

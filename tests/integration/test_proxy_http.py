@@ -335,6 +335,51 @@ async def test_upstream_cut_off_mid_body_is_not_a_complete_response(make_gateway
             await response.read()
 
 
+async def hang_up(gateway: str, request: bytes, read: int) -> None:
+    """A client that sends `request`, reads `read` bytes of the answer, then closes the socket."""
+    host, port = gateway.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    if read:
+        await reader.readexactly(read)
+    writer.close()
+
+
+async def test_a_client_hanging_up_is_not_an_upstream_failure(make_gateway, raw_upstream, caplog):
+    """Whether it leaves mid-download or mid-upload, nothing is logged against the application."""
+    upstream_saw_the_end = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"POST" in head:  # read the upload until the gateway gives up on it
+                while await reader.read(65536):
+                    pass
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(2000):  # about 20 s at most: the gateway must stop it long before
+                writer.write(b"4000\r\n" + b"x" * 0x4000 + b"\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except asyncio.IncompleteReadError:
+            pass  # the gateway may give up on an upload before its headers went out
+        finally:
+            upstream_saw_the_end.set()
+
+    gateway = await make_gateway(gateway_config(await raw_upstream(endless)))
+    caplog.set_level("DEBUG", logger="gateway.proxy")
+    await hang_up(gateway, b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", read=50_000)
+    await asyncio.wait_for(upstream_saw_the_end.wait(), 5)  # the upstream connection was closed too
+    upstream_saw_the_end.clear()
+    upload = b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 20_000
+    await hang_up(gateway, upload, read=0)
+    await asyncio.wait_for(upstream_saw_the_end.wait(), 5)
+    await asyncio.sleep(0.2)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.proxy" and r.levelname == "WARNING"]
+    assert warnings == []
+
+
 async def test_request_headers_over_the_limit_get_431(make_gateway, demo_upstream, http):
     gateway = await make_gateway(gateway_config(demo_upstream, limits={"max_header_size": "4KB"}))
     async with http.get(gateway + "/api/whoami", headers={"X-Big": "a" * 3000}) as response:

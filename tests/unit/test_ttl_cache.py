@@ -37,3 +37,17 @@ def test_bounded_expired_first_then_oldest():
     for i in range(100):
         cache.put(("more", i), i, 2000)
     assert len(cache) <= 100 and cache.get(("more", 99)) == 99
+
+
+def test_a_quiet_cache_drops_expired_entries_within_a_minute():
+    """Expired entries must not wait for the cache to fill: a refresh result carries whole tokens."""
+    clock = Clock()
+    cache: TtlCache[str] = TtlCache(10_000, clock)
+    for i in range(500):
+        cache.put(i, "token" * 100, 1030)
+    clock.now = 1031
+    cache.put("recent", "x", 1100)
+    assert len(cache) == 501  # the sweep is amortized: not on every put
+    clock.now = 1000 + TtlCache.SWEEP_EVERY
+    cache.put("next", "y", 1100)
+    assert len(cache) == 2 and cache.get("recent") == "x"
