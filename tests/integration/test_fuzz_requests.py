@@ -239,20 +239,17 @@ async def start(make_stack, browser) -> tuple[web.AppRunner, int, dict[str, str]
     return runner, urlsplit(stack.gateway).port or 0, real, recorder
 
 
-async def test_hostile_raw_requests(make_stack, browser):
-    """Anything: most of these die in aiohttp's parser (400) or at the gateway's edge checks."""
+@pytest.mark.parametrize(
+    "well_formed",
+    [
+        pytest.param(False, id="raw"),  # anything: most of these die in aiohttp's parser (400) or at the gateway's edge checks
+        pytest.param(True, id="well-formed"),  # requests every parser accepts, so each one meets the gate: its decision is checked exactly
+    ],
+)
+async def test_hostile_requests(make_stack, browser, well_formed):
     runner, port, real, recorder = await start(make_stack, browser)
     try:
-        await asyncio.to_thread(fuzz, port, real, recorder, well_formed=False)
-    finally:
-        await runner.cleanup()
-
-
-async def test_well_formed_requests_with_hostile_paths_headers_and_cookies(make_stack, browser):
-    """Requests every parser accepts, so each one meets the gate: its decision is checked exactly."""
-    runner, port, real, recorder = await start(make_stack, browser)
-    try:
-        await asyncio.to_thread(fuzz, port, real, recorder, well_formed=True)
+        await asyncio.to_thread(fuzz, port, real, recorder, well_formed=well_formed)
     finally:
         await runner.cleanup()
 

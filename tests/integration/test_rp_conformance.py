@@ -27,8 +27,9 @@ import asyncio
 import json
 import re
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -355,18 +356,25 @@ async def test_rp_conformance(relying_party, browser, kind, case):
 USERINFO_ON = {"identity": {"userinfo": True}}
 
 
-async def _loaded(op: MisbehavingOp, kind: str, http: aiohttp.ClientSession):
-    """The gateway's provider objects (endpoints, client, verifier) against the OP, as the app builds them."""
+@asynccontextmanager
+async def provider_against_op(kind: str) -> AsyncIterator[tuple[MisbehavingOp, Any]]:
+    """A fresh misbehaving OP, and the gateway's provider objects (endpoints, client, verifier) loaded against it as the app builds them."""
     from gateway.config import parse_config
     from gateway.oidc.provider import Provider
 
-    config = parse_config({
-        "listen": "127.0.0.1:0", "public_url": "http://127.0.0.1:9", "upstreams": [{"path": "/", "url": "http://127.0.0.1:9"}],
-        "provider": {"issuer": op.issuer, "client_id": CLIENT, "kind": kind, "timeout": f"{TIMEOUT}s"},
-        "session": {"secrets": [SESSION_SECRET]},
-    }, env={})  # fmt: skip
-    assert config.provider is not None
-    return await Provider(config.provider, http).load()
+    op = await MisbehavingOp(CLIENT).start()
+    op.nonce = "n-1"
+    try:
+        config = parse_config({
+            "listen": "127.0.0.1:0", "public_url": "http://127.0.0.1:9", "upstreams": [{"path": "/", "url": "http://127.0.0.1:9"}],
+            "provider": {"issuer": op.issuer, "client_id": CLIENT, "kind": kind, "timeout": f"{TIMEOUT}s"},
+            "session": {"secrets": [SESSION_SECRET]},
+        }, env={})  # fmt: skip
+        assert config.provider is not None
+        async with aiohttp.ClientSession() as http:
+            yield op, await Provider(config.provider, http).load()
+    finally:
+        await op.stop()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -374,62 +382,48 @@ async def test_sign_in_check_refuses_userinfo_about_another_user(kind):
     """verify_tokens(userinfo=True), as the callback calls it with identity.userinfo on."""
     from gateway.auth.tokens import verify_tokens
 
-    op = await MisbehavingOp(CLIENT).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            loaded = await _loaded(op, kind, http)
-            op.nonce = "n-1"
-            tokens = await loaded.client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)
-            assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
-            assert op.userinfo_requests == 1
-            op.userinfo = lambda: {"sub": "someone-else", "email": "victim@example.com"}
-            with pytest.raises(TokenError) as refused:
-                await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)
-            assert "another user" in refused.value.reason
-            # Without the flag (identity.userinfo off) userInfo is not asked at all.
-            await verify_tokens(loaded, tokens, kind, nonce="n-1")
-            assert op.userinfo_requests == 2
-            # A userInfo endpoint that fails (not a mismatch) does not block the sign-in.
-            op.userinfo = lambda: ["not", "an", "object"]
-            assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
-    finally:
-        await op.stop()
+    async with provider_against_op(kind) as (op, loaded):
+        tokens = await loaded.client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)
+        assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
+        assert op.userinfo_requests == 1
+        op.userinfo = lambda: {"sub": "someone-else", "email": "victim@example.com"}
+        with pytest.raises(TokenError) as refused:
+            await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)
+        assert "another user" in refused.value.reason
+        # Without the flag (identity.userinfo off) userInfo is not asked at all.
+        await verify_tokens(loaded, tokens, kind, nonce="n-1")
+        assert op.userinfo_requests == 2
+        # A userInfo endpoint that fails (not a mismatch) does not block the sign-in.
+        op.userinfo = lambda: ["not", "an", "object"]
+        assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
 
 
 async def test_userinfo_client_checks_sub_and_shape():
-    op = await MisbehavingOp(CLIENT).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            client: OidcClient = (await _loaded(op, "oidc", http)).client
-            assert (await client.userinfo("at", expected_sub=SUBJECT))["email"] == "user@op.example"
-            op.userinfo = lambda: {"sub": "intruder", "email": "evil@example.com"}
-            with pytest.raises(UserInfoMismatch) as mismatch:
+    async with provider_against_op("oidc") as (op, loaded):
+        client: OidcClient = loaded.client
+        assert (await client.userinfo("at", expected_sub=SUBJECT))["email"] == "user@op.example"
+        op.userinfo = lambda: {"sub": "intruder", "email": "evil@example.com"}
+        with pytest.raises(UserInfoMismatch) as mismatch:
+            await client.userinfo("at", expected_sub=SUBJECT)
+        # Both kinds of error: request-time enrichment (which catches ProviderError) discards it.
+        assert isinstance(mismatch.value, ProviderError) and isinstance(mismatch.value, TokenError)
+        for bad in ([{"sub": SUBJECT}], "text", {"email": "no-sub@example.com"}, {"sub": 7}):
+            op.userinfo = lambda bad=bad: bad
+            with pytest.raises(ProviderError):
                 await client.userinfo("at", expected_sub=SUBJECT)
-            # Both kinds of error: request-time enrichment (which catches ProviderError) discards it.
-            assert isinstance(mismatch.value, ProviderError) and isinstance(mismatch.value, TokenError)
-            for bad in ([{"sub": SUBJECT}], "text", {"email": "no-sub@example.com"}, {"sub": 7}):
-                op.userinfo = lambda bad=bad: bad
-                with pytest.raises(ProviderError):
-                    await client.userinfo("at", expected_sub=SUBJECT)
-    finally:
-        await op.stop()
 
 
 async def test_token_endpoint_answers_are_read_with_a_bound():
     """The client never holds more than MAX_RESPONSE_BYTES of a token endpoint answer."""
-    op = await MisbehavingOp(CLIENT).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            client = (await _loaded(op, "oidc", http)).client
-            op.token_handler = op.huge(HUGE, declare_length=False)
-            with pytest.raises(ProviderError):
-                await client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)
-            assert op.sent_bytes < 16 * 1024 * 1024
-            body = json.dumps({**op.good_token_response(), "padding": "x" * (MAX_RESPONSE_BYTES // 2)}).encode()
-            op.token_handler = op.raw(body)
-            assert (await client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)).access_token
-    finally:
-        await op.stop()
+    async with provider_against_op("oidc") as (op, loaded):
+        client = loaded.client
+        op.token_handler = op.huge(HUGE, declare_length=False)
+        with pytest.raises(ProviderError):
+            await client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)
+        assert op.sent_bytes < 16 * 1024 * 1024
+        body = json.dumps({**op.good_token_response(), "padding": "x" * (MAX_RESPONSE_BYTES // 2)}).encode()
+        op.token_handler = op.raw(body)
+        assert (await client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)).access_token
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -482,25 +476,19 @@ async def test_refresh_must_stay_about_the_same_user(kind):
     from gateway.auth.tokens import verify_tokens
     from gateway.oidc.client import TokenSet
 
-    op = await MisbehavingOp(CLIENT).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            loaded = await _loaded(op, kind, http)
-            op.nonce = "n-1"
-            signed_in = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce="n-1")
-            op.nonce = None  # type: ignore[assignment]  # no nonce in refreshed id tokens
-            same = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce=None, previous=signed_in)
-            assert same.created_at == signed_in.created_at
-            other_id = op.sign(op.id_claims(sub="someone-else"))
-            other_access = op.sign(op.access_claims(sub="someone-else"))
-            with pytest.raises(TokenError, match="another user"):
-                await verify_tokens(loaded, TokenSet(other_access, 600, other_id, "rt"), kind, nonce=None, previous=signed_in)
-            # No new id token: Cognito's new access token must still be about the signed-in user.
-            refreshed_access_only = TokenSet(other_access, 600, None, None)
-            if kind == "cognito":
-                with pytest.raises(TokenError, match="different users"):
-                    await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
-            else:  # a generic provider's access token may be opaque: it is not read
+    async with provider_against_op(kind) as (op, loaded):
+        signed_in = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce="n-1")
+        op.nonce = None  # type: ignore[assignment]  # no nonce in refreshed id tokens
+        same = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce=None, previous=signed_in)
+        assert same.created_at == signed_in.created_at
+        other_id = op.sign(op.id_claims(sub="someone-else"))
+        other_access = op.sign(op.access_claims(sub="someone-else"))
+        with pytest.raises(TokenError, match="another user"):
+            await verify_tokens(loaded, TokenSet(other_access, 600, other_id, "rt"), kind, nonce=None, previous=signed_in)
+        # No new id token: Cognito's new access token must still be about the signed-in user.
+        refreshed_access_only = TokenSet(other_access, 600, None, None)
+        if kind == "cognito":
+            with pytest.raises(TokenError, match="different users"):
                 await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
-    finally:
-        await op.stop()
+        else:  # a generic provider's access token may be opaque: it is not read
+            await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
