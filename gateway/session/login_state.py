@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 
 from .crypto import SecretBox
+from .model import finite_number
 
 LIFETIME = 600  # seconds: a sign-in that takes longer starts again
 MAX_PENDING = 5  # parallel sign-ins kept; older ones are dropped so cookies cannot pile up
@@ -79,7 +80,7 @@ class LoginStateCookies:
             return None
         if not _well_typed(login) or not hmac.compare_digest(login.state.encode(), state.encode()):
             return None
-        if not time.time() - login.created_at <= LIFETIME:  # written this way round, NaN is refused too
+        if time.time() - login.created_at > LIFETIME:
             return None
         return login
 
@@ -90,5 +91,4 @@ class LoginStateCookies:
 def _well_typed(login: LoginState) -> bool:
     """A sealed login state is ours, but JSON carries no types: check them before use."""
     strings = (login.state, login.nonce, login.code_verifier, login.return_to)
-    created = login.created_at
-    return all(isinstance(v, str) for v in strings) and isinstance(created, (int, float)) and not isinstance(created, bool)
+    return all(isinstance(v, str) for v in strings) and finite_number(login.created_at) is not None

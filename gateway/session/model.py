@@ -126,4 +126,3 @@ def envelope(plaintext: bytes) -> dict[str, Any] | None:
     if isinstance(iat, (int, float)) and not isinstance(iat, bool) and not -1e12 < iat < 1e12:
         return None
     return data
-
