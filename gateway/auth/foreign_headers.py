@@ -11,11 +11,9 @@ and `X-Auth-Request-User` as the same variable.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from typing import Iterable
 
-_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+from ..proxy.headers import normalized
 
 # Whole families, by prefix: every header a system of that name sets.
 FOREIGN_PREFIXES: tuple[str, ...] = (
@@ -76,12 +74,6 @@ PATH_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-original-url", "x-rewrite-ur
 
 # Headers that make an app treat a request as another method (an allowed GET becomes a DELETE).
 METHOD_OVERRIDE_NAMES: frozenset[str] = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
-
-
-@lru_cache(maxsize=4096)  # on every request header: names repeat, and the cache is bounded
-def normalized(name: str) -> str:
-    # CGI-style servers turn every character but letters and digits into "_": X.Forwarded.User too.
-    return _NOT_ALNUM.sub("-", name.lower())
 
 
 class HeaderMatcher:

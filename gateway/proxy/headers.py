@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -38,12 +39,21 @@ _FORWARDING_ALIASES = frozenset(
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
+@lru_cache(maxsize=4096)  # on every request header: names repeat, and the cache is bounded
+def normalized(name: str) -> str:
+    """A header name as CGI-style servers read it: every character but letters and digits is one `-`.
+
+    CGI, WSGI, PHP and Rack read `X_Forwarded_User` and `X.Forwarded.User` as `X-Forwarded-User`.
+    """
+    return _NOT_ALNUM.sub("-", name.lower())
+
+
 def _forged_forwarding(name: str, trusted: bool) -> bool:
     lower = name.lower()
     if lower in _FORWARDING_ALIASES:
         return not trusted
     if "_" in lower or "." in lower:  # cheap test first: most names have neither
-        spelled = _NOT_ALNUM.sub("-", lower)
+        spelled = normalized(lower)
         return spelled in _REPLACED_BY_US or spelled in _FORWARDING_ALIASES
     return False
 
