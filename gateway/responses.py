@@ -46,13 +46,12 @@ def error_response(
 
     `link` is (url, text) for a way forward on the HTML page, e.g. "Sign in again".
     """
-    all_headers = {**PAGE_HEADERS, **(headers or {})}
     if json_only or wants_json(request) or "text/html" not in request.headers.get("Accept", "text/html"):
         body = json.dumps({"error": error, "message": message})
-        return web.Response(status=status, text=body, content_type="application/json", headers=all_headers)
+        return web.Response(status=status, text=body, content_type="application/json", headers={**PAGE_HEADERS, **(headers or {})})
     title = f"{status} {_reason(status)}"
     body_html = f"<p>{html.escape(message)}</p>" + (f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>' if link else "")
-    return html_page(status, title, body_html, all_headers)
+    return html_page(status, title, body_html, headers)
 
 
 def html_page(status: int, title: str, body_html: str, headers: dict[str, str] | None = None) -> web.Response:
