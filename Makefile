@@ -25,8 +25,10 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy --strict gateway
 
 bench: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 check: install
