@@ -12,8 +12,9 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -35,12 +36,32 @@ _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
 ALB_ARN_PATTERN = re.compile(r"^arn:(?:aws|aws-cn|aws-us-gov):elasticloadbalancing:([a-z]{2}-(?:gov-)?[a-z]+-\d):.+$")
 
 
+class ProviderKind(StrEnum):
+    COGNITO = "cognito"  # Cognito's claims, token_use and Hosted UI
+    OIDC = "oidc"  # any OpenID provider
+
+
+class SessionStore(StrEnum):
+    COOKIE = "cookie"
+    REDIS = "redis"
+
+
+class Unauthenticated(StrEnum):
+    AUTHENTICATE = "authenticate"  # browsers sign in, API clients get 401
+    DENY = "deny"  # 401 whatever the client
+
+
+class HostHeader(Enum):
+    PRESERVE = "preserve"  # the client's Host
+    UPSTREAM = "upstream"  # the upstream URL's host[:port]
+
+
 @dataclass(frozen=True)
 class UpstreamConfig:
     path: str
     url: str
     host: str | None = None  # match only requests for this Host (no port)
-    host_header: str = "preserve"  # preserve | upstream | a literal value
+    host_header: HostHeader | str = HostHeader.PRESERVE  # or a literal value
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     max_body_size: int | None = None
@@ -58,7 +79,7 @@ class ProviderConfig:
     client_id: str
     cognito: CognitoConfig | None = None
     issuer: str | None = None
-    kind: str = "cognito"  # cognito: Cognito's claims and Hosted UI; oidc: any OpenID provider (detected when unset)
+    kind: ProviderKind = ProviderKind.COGNITO  # detected from the issuer when unset
     client_secret: str | None = None
     scopes: tuple[str, ...] = ("openid", "email", "profile")
     algorithms: tuple[str, ...] = ("RS256",)
@@ -74,7 +95,7 @@ class ProviderConfig:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    store: str = "cookie"
+    store: SessionStore = SessionStore.COOKIE
     secrets: tuple[str, ...] = ()
     cookie_name: str = "_gw_session"
     max_lifetime: float = 12 * 3600
@@ -113,7 +134,7 @@ class RuleConfig:
     methods: tuple[str, ...] | None = None
     host: str | None = None
     allow_anyone: bool = False
-    unauthenticated: str = "authenticate"  # authenticate | deny
+    unauthenticated: Unauthenticated = Unauthenticated.AUTHENTICATE
     bearer: bool = False
     groups: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
@@ -301,6 +322,23 @@ def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
     return checked
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _enum(kind: type[E]) -> Callable[[Any], E]:
+    checked = _one_of(*kind)
+
+    def member(value: Any) -> E:
+        return kind(checked(value))
+
+    return member
+
+
+def _host_header(value: Any) -> HostHeader | str:
+    text = _string(value)
+    return HostHeader(text) if text in ("preserve", "upstream") else text
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def checked(value: Any) -> str:
         if value not in choices:
@@ -358,7 +396,7 @@ def _upstream(s: _Section) -> UpstreamConfig:
         path=s.get("path", "/", _path_prefix),
         url=s.required("url", _http_url) or "http://invalid",
         host=s.get("host", None, lambda v: _string(v).lower().removesuffix(".")),
-        host_header=s.get("host_header", "preserve", _string),
+        host_header=s.get("host_header", HostHeader.PRESERVE, _host_header),
         connect_timeout=s.get("connect_timeout", 5.0, _positive(parse_duration)),
         read_timeout=s.get("read_timeout", 60.0, _positive(parse_duration)),
         max_body_size=s.get("max_body_size", None, parse_size),
@@ -397,7 +435,7 @@ def _provider(s: _Section) -> ProviderConfig:
         client_id=s.required("client_id", _string) or "",
         cognito=cognito,
         issuer=issuer,
-        kind=s.get("kind", None, _one_of("cognito", "oidc")) or detected_kind(cognito is not None, issuer),
+        kind=s.get("kind", None, _enum(ProviderKind)) or detected_kind(cognito is not None, issuer),
         client_secret=s.get("client_secret", None, _string) or None,
         scopes=s.get("scopes", ("openid", "email", "profile"), _string_list),
         algorithms=s.get("algorithms", ("RS256",), algorithms),
@@ -421,7 +459,7 @@ def _session(s: _Section, needs_secrets: bool) -> SessionConfig:
         return items
 
     session = SessionConfig(
-        store=s.get("store", "cookie", _one_of("cookie", "redis")),
+        store=s.get("store", SessionStore.COOKIE, _enum(SessionStore)),
         secrets=s.get("secrets", (), secrets),
         cookie_name=s.get("cookie_name", "_gw_session", _cookie_name),
         max_lifetime=s.get("max_lifetime", 12 * 3600.0, _positive(parse_duration)),
@@ -488,19 +526,19 @@ def _alb_arn(value: Any) -> str:
     return text
 
 
-def detected_kind(shorthand: bool, issuer: str | None) -> str:
+def detected_kind(shorthand: bool, issuer: str | None) -> ProviderKind:
     """`cognito` for the shorthand and for Cognito issuers, `oidc` for any other OpenID provider.
 
     A Cognito issuer is https://cognito-idp.<region>.amazonaws.com/<pool id>; the local Cognito's
     issuer path ends in a pool id too.
     """
     if shorthand:
-        return "cognito"
+        return ProviderKind.COGNITO
     parts = urlsplit(issuer or "")
     host = parts.hostname or ""
     if host.startswith("cognito-idp.") and host.endswith(".amazonaws.com"):
-        return "cognito"
-    return "cognito" if _POOL_ID.match(parts.path.rstrip("/").rsplit("/", 1)[-1]) else "oidc"
+        return ProviderKind.COGNITO
+    return ProviderKind.COGNITO if _POOL_ID.match(parts.path.rstrip("/").rsplit("/", 1)[-1]) else ProviderKind.OIDC
 
 
 def provider_region(provider: ProviderConfig) -> str:
@@ -542,7 +580,7 @@ def _rule(s: _Section, is_default: bool) -> RuleConfig:
         methods=s.get("methods", None, lambda v: tuple(m.upper() for m in _string_list(v))),
         host=s.get("host", None, lambda v: _string(v).lower().removesuffix(".")),
         allow_anyone=s.get("allow", None, _one_of("anyone")) == "anyone",
-        unauthenticated=s.get("unauthenticated", "authenticate", _one_of("authenticate", "deny")),
+        unauthenticated=s.get("unauthenticated", Unauthenticated.AUTHENTICATE, _enum(Unauthenticated)),
         bearer=s.get("bearer", False, _boolean),
         groups=s.get("groups", (), _string_list),
         scopes=s.get("scopes", (), _string_list),

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import ProviderError, TokenError
+from ..oidc.profile import ProviderProfile
 from ..oidc.provider import Provider
 from ..oidc.verify import TokenVerifier, VerifyPolicy
 from ..ttl_cache import TtlCache
@@ -23,11 +24,11 @@ def bearer_token(request: web.BaseRequest) -> str | None:
 class BearerVerifier:
     """Verifies access tokens once, then serves the claims from a small cache until they expire."""
 
-    def __init__(self, provider: Provider, client_ids: tuple[str, ...], algorithms: tuple[str, ...], kind: str) -> None:
+    def __init__(self, provider: Provider, client_ids: tuple[str, ...], algorithms: tuple[str, ...], profile: ProviderProfile) -> None:
         self.provider = provider
         self.client_ids = client_ids
         self.algorithms = algorithms
-        self.kind = kind
+        self.profile = profile
         self._verifier: TokenVerifier | None = None
         self._cache: TtlCache[dict[str, Any]] = TtlCache()
 
@@ -49,6 +50,6 @@ class BearerVerifier:
             except ProviderError:
                 raise TokenError("the identity provider's keys are not available") from None
             # The same JWKS cache as sign-in, with the bearer rules' own list of accepted clients.
-            policy = VerifyPolicy(loaded.endpoints.issuer, self.client_ids, self.algorithms, claims=self.kind)
+            policy = VerifyPolicy(loaded.endpoints.issuer, self.client_ids, self.algorithms, profile=self.profile)
             self._verifier = TokenVerifier(loaded.verifier.jwks, policy)
         return self._verifier

@@ -19,7 +19,7 @@ from ..session.model import SignedIn, finite_number
 from .bearer import BearerVerifier, bearer_token
 from .identity import Principal
 from .paths import AmbiguousPath, rule_path, split_target
-from .refresh import INVALID, REFRESHED, Refresher
+from .refresh import RefreshOutcome, Refresher
 from .rules import Rules, permits
 
 SEEN = "seen"  # session key: last activity, for idle_timeout
@@ -89,11 +89,11 @@ class Gate:
         if self.idle_timeout:
             _touch(session, self.idle_timeout)
         if signed_in.refresh_token and signed_in.expires_within(self.before_expiry):
-            result = await self.refresher.refresh(signed_in)
-            if result.outcome == REFRESHED and result.signed_in is not None:
+            result = await self.refresher.refresh(signed_in, signed_in.refresh_token)
+            if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
                 signed_in = result.signed_in
                 session.update(signed_in.to_dict())  # goes out on this response (middleware.save_on_prepare)
-            elif result.outcome == INVALID:
+            elif result.outcome is RefreshOutcome.INVALID:
                 # Not invalidated: with several workers and rotating refresh tokens, this may be the
                 # loser of a race whose winner is setting fresh cookies on a parallel response; a
                 # deletion here could overwrite them. Signing in again replaces the session anyway.

@@ -17,6 +17,7 @@ from aiohttp_session import get_session, new_session
 from ..config import Config
 from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
+from ..oidc.profile import profile_for
 from ..oidc.provider import LoadedProvider, Provider
 from ..responses import error_response, html_page, wants_json
 from ..session.login_state import LoginState, LoginStateCookies
@@ -72,7 +73,7 @@ class SignIn:
         self.login_cookies = login_cookies
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
-        self.kind = config.provider.kind
+        self.profile = profile_for(config.provider.kind)
         self.own_origins = own_origins
 
     async def _provider(self, request: web.Request) -> LoadedProvider | web.Response:
@@ -139,7 +140,7 @@ class SignIn:
             return loaded
         try:
             tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
-            signed_in = await verify_tokens(loaded, tokens, self.kind, nonce=login.nonce, userinfo=self.config.identity.userinfo)
+            signed_in = await verify_tokens(loaded, tokens, self.profile, nonce=login.nonce, userinfo=self.config.identity.userinfo)
         except GrantError as exc:
             log.warning("code exchange refused: %s", exc.error)
             message = f"The sign-in could not be completed ({exc.error}). Please sign in again."
@@ -185,9 +186,5 @@ class SignIn:
             return provider.sign_out_url
         if loaded is None or not loaded.endpoints.logout:
             return safe_return_path(request.query.get("rd"))
-        if provider.kind == "cognito":
-            return f"{loaded.endpoints.logout}?{urlencode({'client_id': provider.client_id, 'logout_uri': back})}"
-        params = {"client_id": provider.client_id, "post_logout_redirect_uri": back}
-        if signed_in is not None:
-            params["id_token_hint"] = signed_in.id_token
-        return f"{loaded.endpoints.logout}?{urlencode(params)}"
+        id_token = signed_in.id_token if signed_in is not None else None
+        return f"{loaded.endpoints.logout}?{self.profile.sign_out_query(provider.client_id, back, id_token)}"

@@ -15,10 +15,12 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from enum import Enum
 from typing import Awaitable, Callable, Protocol
 
 from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
+from ..oidc.profile import ProviderProfile
 from ..oidc.provider import Provider
 from ..session.model import SignedIn
 from ..ttl_cache import TtlCache
@@ -26,15 +28,20 @@ from .tokens import verify_tokens
 
 log = logging.getLogger("gateway.refresh")
 
-REFRESHED, INVALID, UNAVAILABLE = "refreshed", "invalid", "unavailable"
 RECENT_TTL = 60.0  # seconds a result serves requests still carrying the old cookie
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
+class RefreshOutcome(Enum):
+    REFRESHED = "refreshed"  # new tokens, verified
+    INVALID = "invalid"  # the provider refused the refresh token, or its answer failed verification: sign in again
+    UNAVAILABLE = "unavailable"  # the provider could not be reached: keep the tokens, retry after a back-off
+
+
 @dataclass(frozen=True)
 class RefreshResult:
-    outcome: str  # REFRESHED | INVALID | UNAVAILABLE
-    signed_in: SignedIn | None = None
+    outcome: RefreshOutcome
+    signed_in: SignedIn | None = None  # set exactly when REFRESHED
 
 
 class SharedRefresh(Protocol):
@@ -55,9 +62,9 @@ def token_key(refresh_token: str, access_token: str = "") -> str:
 
 
 class Refresher:
-    def __init__(self, provider: Provider, kind: str, timeout: float, shared: SharedRefresh | None = None) -> None:
+    def __init__(self, provider: Provider, profile: ProviderProfile, timeout: float, shared: SharedRefresh | None = None) -> None:
         self.provider = provider
-        self.kind = kind
+        self.profile = profile
         self.timeout = timeout
         self.shared = shared
         self.counts: Counter[str] = Counter()  # by outcome, for metrics
@@ -66,9 +73,9 @@ class Refresher:
         # key -> (retry not before, failures so far); forgotten a while after the last back-off ends
         self._failures: TtlCache[tuple[float, int]] = TtlCache(clock=time.monotonic)
 
-    async def refresh(self, signed_in: SignedIn) -> RefreshResult:
-        assert signed_in.refresh_token
-        key = token_key(signed_in.refresh_token, signed_in.access_token)
+    async def refresh(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
+        """`refresh_token` is the session's (a session without one cannot be refreshed)."""
+        key = token_key(refresh_token, signed_in.access_token)
         recent = self._recent.get(key)
         if recent is not None:
             self.counts["reused"] += 1
@@ -76,22 +83,24 @@ class Refresher:
         retry_at, _ = self._failures.get(key) or (0.0, 0)
         if time.monotonic() < retry_at:
             self.counts["backing_off"] += 1
-            return RefreshResult(UNAVAILABLE)
+            return RefreshResult(RefreshOutcome.UNAVAILABLE)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._refresh_once(key, signed_in))
+            task = asyncio.create_task(self._refresh_once(key, signed_in, refresh_token))
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         else:
             self.counts["joined"] += 1
         return await asyncio.shield(task)  # one caller giving up must not cancel the others' refresh
 
-    async def _refresh_once(self, key: str, signed_in: SignedIn) -> RefreshResult:
-        compute = lambda: self._call_provider(signed_in)  # noqa: E731
+    async def _refresh_once(self, key: str, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
+        def compute() -> Awaitable[RefreshResult]:
+            return self._call_provider(signed_in, refresh_token)
+
         result = await (self.shared.run(key, compute) if self.shared else compute())
-        self.counts[result.outcome] += 1
+        self.counts[result.outcome.value] += 1
         now = time.monotonic()
-        if result.outcome == UNAVAILABLE:
+        if result.outcome is RefreshOutcome.UNAVAILABLE:
             failures = (self._failures.get(key) or (0.0, 0))[1]
             retry_at = now + BACKOFF[min(failures, len(BACKOFF) - 1)]
             self._failures.put(key, (retry_at, failures + 1), retry_at + BACKOFF[-1])
@@ -100,19 +109,18 @@ class Refresher:
             self._recent.put(key, result, now + RECENT_TTL)
         return result
 
-    async def _call_provider(self, signed_in: SignedIn) -> RefreshResult:
-        assert signed_in.refresh_token
+    async def _call_provider(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
         try:
             loaded = await self.provider.load()
-            tokens = await loaded.client.refresh(signed_in.refresh_token, timeout=self.timeout)
-            fresh = await verify_tokens(loaded, tokens, self.kind, nonce=None, previous=signed_in)
+            tokens = await loaded.client.refresh(refresh_token, timeout=self.timeout)
+            fresh = await verify_tokens(loaded, tokens, self.profile, nonce=None, previous=signed_in)
         except GrantError as exc:
             log.info("refresh refused (%s): signing the user out", exc.error)
-            return RefreshResult(INVALID)
+            return RefreshResult(RefreshOutcome.INVALID)
         except TokenError as exc:
             log.warning("refreshed tokens failed verification (%s): signing the user out", exc.reason)
-            return RefreshResult(INVALID)
+            return RefreshResult(RefreshOutcome.INVALID)
         except ProviderError as exc:
             log.warning("refresh failed, keeping current tokens: %s", exc)
-            return RefreshResult(UNAVAILABLE)
-        return RefreshResult(REFRESHED, fresh)
+            return RefreshResult(RefreshOutcome.UNAVAILABLE)
+        return RefreshResult(RefreshOutcome.REFRESHED, fresh)

@@ -12,6 +12,7 @@ from aiohttp_session import AbstractStorage, session_middleware
 
 from ..config import Config, provider_region
 from ..ops.health import READINESS
+from ..oidc.profile import profile_for
 from ..oidc.provider import Provider
 from ..session.cookie_store import ChunkedCookieStorage
 from ..session.crypto import SecretBox
@@ -73,8 +74,8 @@ def setup_auth(app: web.Application, config: Config) -> None:
                 # new kid), plus a margin for the lock round trips.
                 wait = config.refresh.timeout + provider_config.timeout + 2
                 shared = RedisSharedRefresh(redis_client, session_box, wait=wait)
-            refresher = Refresher(provider, provider_config.kind, config.refresh.timeout, shared)
-            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, provider_config.kind)
+            refresher = Refresher(provider, profile_for(provider_config.kind), config.refresh.timeout, shared)
+            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, profile_for(provider_config.kind))
             app[GATE] = Gate(config, refresher, bearer)
             app[IDENTITY_HEADERS] = IdentityHeaders(config, provider, app.get(SIGNER))
 

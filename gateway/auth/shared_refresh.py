@@ -16,7 +16,7 @@ import redis.asyncio as redis
 
 from ..session.crypto import SecretBox
 from ..session.model import SignedIn
-from .refresh import RECENT_TTL, UNAVAILABLE, RefreshResult
+from .refresh import RECENT_TTL, RefreshOutcome, RefreshResult
 
 POLL_INTERVAL = 0.05
 # Delete the lock only if it is still ours: it may have expired and been taken by another instance.
@@ -46,15 +46,15 @@ class RedisSharedRefresh:
                     finally:
                         await self.client.eval(_RELEASE, 1, lock_key, owner)
                 if time.monotonic() > deadline:
-                    return RefreshResult(UNAVAILABLE)
+                    return RefreshResult(RefreshOutcome.UNAVAILABLE)
                 await asyncio.sleep(POLL_INTERVAL)
         except (redis.RedisError, OSError):
-            return RefreshResult(UNAVAILABLE)
+            return RefreshResult(RefreshOutcome.UNAVAILABLE)
 
     async def _compute_and_publish(self, result_key: str, compute: Callable[[], Awaitable[RefreshResult]]) -> RefreshResult:
         result = await compute()
-        if result.outcome != UNAVAILABLE:  # a provider outage is not news to share: others may retry
-            payload = {"outcome": result.outcome, "session": result.signed_in.to_dict() if result.signed_in else None}
+        if result.outcome is not RefreshOutcome.UNAVAILABLE:  # a provider outage is not news to share: others may retry
+            payload = {"outcome": result.outcome.value, "session": result.signed_in.to_dict() if result.signed_in else None}
             sealed = self.box.seal(json.dumps(payload).encode(), result_key.encode())
             await self.client.set(result_key, sealed, ex=int(RECENT_TTL))
         return result
@@ -66,4 +66,4 @@ class RedisSharedRefresh:
             return None
         payload = json.loads(opened)
         signed_in = SignedIn.from_dict(payload["session"]) if payload.get("session") else None
-        return RefreshResult(payload["outcome"], signed_in)
+        return RefreshResult(RefreshOutcome(payload["outcome"]), signed_in)

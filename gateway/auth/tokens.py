@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ProviderError, TokenError
 from ..oidc.client import TokenSet, UserInfoMismatch
+from ..oidc.profile import ProviderProfile
 from ..oidc.provider import LoadedProvider
 from ..session.model import SignedIn, unverified_payload
 
@@ -17,7 +18,7 @@ log = logging.getLogger("gateway.auth")
 async def verify_tokens(
     loaded: LoadedProvider,
     tokens: TokenSet,
-    kind: str,
+    profile: ProviderProfile,
     nonce: str | None,
     previous: SignedIn | None = None,
     userinfo: bool = False,
@@ -28,8 +29,8 @@ async def verify_tokens(
     sign-in then stays) and, unless the provider rotates them, the refresh token. A refreshed
     id token must be about the same user (OpenID Connect Core 12.2: same `sub`).
 
-    Every token verified here must carry `sub`; with `kind: cognito` the access token is a JWT
-    that is verified too, and must be about the same user as the id token.
+    Every token verified here must carry `sub`; where the profile's access token is a JWT
+    (Cognito) it is verified too, and must be about the same user as the id token.
 
     `userinfo=True` (identity.userinfo is on; at sign-in): the provider's userInfo is fetched
     once with the new access token, and a userInfo about another user (`sub` differs from the
@@ -46,7 +47,7 @@ async def verify_tokens(
         id_claims = unverified_payload(id_token)  # verified at sign-in, kept in the sealed session
     else:
         raise TokenError("no id token in the response")
-    if kind == "cognito":
+    if profile.access_token_is_jwt:
         access_claims = await loaded.verifier.verify(tokens.access_token, "access")
         if access_claims["sub"] != id_claims.get("sub"):
             raise TokenError("access token and id token are about different users (sub)")

@@ -12,6 +12,7 @@ import aiohttp
 from ..config import CognitoConfig, ProviderConfig
 from ..errors import ProviderError
 from .bodies import ResponseTooLarge, parse_json, read_limited
+from .profile import ProviderProfile, profile_for
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def _hosted_ui(issuer: str, jwks_uri: str, domain: str) -> ProviderEndpoints:
     )
 
 
-def from_discovery(document: dict[str, Any], issuer: str, kind: str) -> ProviderEndpoints:
+def from_discovery(document: dict[str, Any], issuer: str, profile: ProviderProfile) -> ProviderEndpoints:
     """Endpoints from a discovery document; ProviderError if it is not this issuer's."""
     if document.get("issuer") != issuer:
         raise ProviderError(f"discovery document is for issuer {document.get('issuer')!r}, not {issuer!r}")
@@ -52,7 +53,7 @@ def from_discovery(document: dict[str, Any], issuer: str, kind: str) -> Provider
         authorize, token, jwks_uri = document["authorization_endpoint"], document["token_endpoint"], document["jwks_uri"]
     except KeyError as exc:
         raise ProviderError(f"discovery document lacks {exc.args[0]}") from None
-    if kind == "cognito":
+    if profile.hosted_ui:
         # Cognito publishes the Hosted UI endpoints on its own domain; /logout and /signup are not in discovery.
         parts = urlsplit(authorize)
         hosted = _hosted_ui(issuer, jwks_uri, f"{parts.scheme}://{parts.netloc}")
@@ -91,4 +92,4 @@ async def resolve_endpoints(http: aiohttp.ClientSession, provider: ProviderConfi
         raise ProviderError(f"discovery failed: {exc.__class__.__name__}") from None
     if not isinstance(document, dict):
         raise ProviderError("discovery document is not a JSON object")
-    return from_discovery(document, provider.issuer, provider.kind)
+    return from_discovery(document, provider.issuer, profile_for(provider.kind))

@@ -17,6 +17,7 @@ from ..errors import ProviderError
 from .client import OidcClient
 from .endpoints import ProviderEndpoints, resolve_endpoints
 from .jwks import JwksCache
+from .profile import profile_for
 from .verify import TokenVerifier, VerifyPolicy
 
 log = logging.getLogger("gateway.oidc")
@@ -59,7 +60,7 @@ class Provider:
         jwks = JwksCache(lambda: self.http, endpoints.jwks_uri, config.jwks_refetch_interval, config.timeout)
         await jwks.refresh()
         policy = VerifyPolicy(
-            issuer=endpoints.issuer, client_ids=(config.client_id,), algorithms=config.algorithms, claims=config.kind
+            issuer=endpoints.issuer, client_ids=(config.client_id,), algorithms=config.algorithms, profile=profile_for(config.kind)
         )
         client = OidcClient(self.http, endpoints, config.client_id, config.client_secret, config.timeout)
         return LoadedProvider(endpoints, client, TokenVerifier(jwks, policy))

@@ -24,6 +24,7 @@ import jwt
 
 from ..errors import TokenError
 from .jwks import JwksCache, SigningKey
+from .profile import COGNITO, ProviderProfile
 
 # The key type each algorithm family needs: an RSA key with "ES256" (or the reverse) is refused
 # before the signature is looked at.
@@ -36,9 +37,7 @@ class VerifyPolicy:
     client_ids: tuple[str, ...]
     algorithms: tuple[str, ...] = ("RS256",)
     leeway: float = 5.0  # seconds of clock skew tolerated on exp / iat / nbf
-    # "cognito": token_use is required (id/access) and so is kid; "oidc": a generic provider,
-    # token_use checked only if present, kid may be absent when the JWKS has a single key.
-    claims: str = "cognito"
+    profile: ProviderProfile = COGNITO  # whether token_use and kid are required
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -100,7 +99,7 @@ class TokenVerifier:
     async def _key(self, kid: Any) -> SigningKey:
         if isinstance(kid, str) and kid:
             return await self.jwks.key_for(kid)
-        if kid is not None or self.policy.claims == "cognito":
+        if kid is not None or self.policy.profile.token_use_required:
             raise TokenError("token has no kid")
         return await self.jwks.only_key()
 
@@ -117,7 +116,7 @@ class TokenVerifier:
         _number(claims, "exp")
         if _number(claims, "iat") > time.time() + policy.leeway:
             raise TokenError("token issued in the future")
-        if "token_use" in claims or policy.claims == "cognito":
+        if "token_use" in claims or policy.profile.token_use_required:
             if claims.get("token_use") != token_use:
                 raise TokenError(f"not an {token_use} token")
         if token_use == "id":

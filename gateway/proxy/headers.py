@@ -10,6 +10,8 @@ from typing import Callable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..config import HostHeader
+
 # RFC 9110 §7.6.1 plus the de-facto ones; never forwarded in either direction.
 HOP_BY_HOP = frozenset(
     h.lower()
@@ -128,16 +130,16 @@ def forwarding_headers(
 
 
 def upstream_request_headers(
-    incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool, host_header: str, upstream_host: str
+    incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool, host_header: HostHeader | str, upstream_host: str
 ) -> CIMultiDict[str]:
     """The headers the upstream receives, before identity headers are added."""
     headers = end_to_end(incoming, drop=_REPLACED_BY_US)
     for name in [n for n in headers if _forged_forwarding(n, trusted)]:
         headers.popall(name, None)
     headers.extend(forwarding_headers(incoming, client, trusted))
-    if host_header == "preserve":
+    if host_header is HostHeader.PRESERVE:
         headers["Host"] = incoming.get("Host", upstream_host)
-    elif host_header == "upstream":
+    elif host_header is HostHeader.UPSTREAM:
         headers["Host"] = upstream_host
     else:
         headers["Host"] = host_header

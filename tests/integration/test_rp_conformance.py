@@ -35,9 +35,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import pytest
 
+from gateway.config import ProviderKind
 from gateway.errors import ProviderError, TokenError
 from gateway.oidc.bodies import MAX_RESPONSE_BYTES
 from gateway.oidc.client import OidcClient, UserInfoMismatch
+from gateway.oidc.profile import profile_for
 from tests.fixtures.misbehaving_op import SUBJECT, MisbehavingOp, OpKey, hmac_token, pooled_key, unsigned_token
 from tests.fixtures.servers import free_port
 from tests.fixtures.stack import SESSION_SECRET
@@ -384,18 +386,18 @@ async def test_sign_in_check_refuses_userinfo_about_another_user(kind):
 
     async with provider_against_op(kind) as (op, loaded):
         tokens = await loaded.client.exchange_code("c", "http://127.0.0.1:9/cb", "v" * 43)
-        assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
+        assert (await verify_tokens(loaded, tokens, profile_for(ProviderKind(kind)), nonce="n-1", userinfo=True)).access_token
         assert op.userinfo_requests == 1
         op.userinfo = lambda: {"sub": "someone-else", "email": "victim@example.com"}
         with pytest.raises(TokenError) as refused:
-            await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)
+            await verify_tokens(loaded, tokens, profile_for(ProviderKind(kind)), nonce="n-1", userinfo=True)
         assert "another user" in refused.value.reason
         # Without the flag (identity.userinfo off) userInfo is not asked at all.
-        await verify_tokens(loaded, tokens, kind, nonce="n-1")
+        await verify_tokens(loaded, tokens, profile_for(ProviderKind(kind)), nonce="n-1")
         assert op.userinfo_requests == 2
         # A userInfo endpoint that fails (not a mismatch) does not block the sign-in.
         op.userinfo = lambda: ["not", "an", "object"]
-        assert (await verify_tokens(loaded, tokens, kind, nonce="n-1", userinfo=True)).access_token
+        assert (await verify_tokens(loaded, tokens, profile_for(ProviderKind(kind)), nonce="n-1", userinfo=True)).access_token
 
 
 async def test_userinfo_client_checks_sub_and_shape():
@@ -477,18 +479,18 @@ async def test_refresh_must_stay_about_the_same_user(kind):
     from gateway.oidc.client import TokenSet
 
     async with provider_against_op(kind) as (op, loaded):
-        signed_in = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce="n-1")
+        signed_in = await verify_tokens(loaded, await loaded.client.refresh("rt"), profile_for(ProviderKind(kind)), nonce="n-1")
         op.nonce = None  # type: ignore[assignment]  # no nonce in refreshed id tokens
-        same = await verify_tokens(loaded, await loaded.client.refresh("rt"), kind, nonce=None, previous=signed_in)
+        same = await verify_tokens(loaded, await loaded.client.refresh("rt"), profile_for(ProviderKind(kind)), nonce=None, previous=signed_in)
         assert same.created_at == signed_in.created_at
         other_id = op.sign(op.id_claims(sub="someone-else"))
         other_access = op.sign(op.access_claims(sub="someone-else"))
         with pytest.raises(TokenError, match="another user"):
-            await verify_tokens(loaded, TokenSet(other_access, 600, other_id, "rt"), kind, nonce=None, previous=signed_in)
+            await verify_tokens(loaded, TokenSet(other_access, 600, other_id, "rt"), profile_for(ProviderKind(kind)), nonce=None, previous=signed_in)
         # No new id token: Cognito's new access token must still be about the signed-in user.
         refreshed_access_only = TokenSet(other_access, 600, None, None)
         if kind == "cognito":
             with pytest.raises(TokenError, match="different users"):
-                await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
+                await verify_tokens(loaded, refreshed_access_only, profile_for(ProviderKind(kind)), nonce=None, previous=signed_in)
         else:  # a generic provider's access token may be opaque: it is not read
-            await verify_tokens(loaded, refreshed_access_only, kind, nonce=None, previous=signed_in)
+            await verify_tokens(loaded, refreshed_access_only, profile_for(ProviderKind(kind)), nonce=None, previous=signed_in)

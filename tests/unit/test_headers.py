@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config import UpstreamConfig
+from gateway.config import HostHeader, UpstreamConfig
 from gateway.proxy.headers import ClientView, end_to_end, forwarding_headers, is_trusted, upstream_request_headers
 from gateway.hosts import split_host, valid_host
 from gateway.proxy.routing import Router
@@ -43,7 +43,7 @@ def test_untrusted_client_cannot_extend_the_chain():
 
 def test_upstream_request_headers_drop_spoofed_forwarding_and_set_host():
     incoming = proxy(Host="app.example.com", **{"X-Forwarded-Proto": "gopher", "X-Other": "1"})
-    out = upstream_request_headers(incoming, CLIENT, trusted=False, host_header="upstream", upstream_host="app:8000")
+    out = upstream_request_headers(incoming, CLIENT, trusted=False, host_header=HostHeader.UPSTREAM, upstream_host="app:8000")
     assert out["Host"] == "app:8000" and out["X-Forwarded-Proto"] == "https" and out["X-Other"] == "1"
     assert len(out.getall("X-Forwarded-Proto")) == 1
 

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.errors import TokenError
 from gateway.oidc.jwks import JwksCache
+from gateway.config import ProviderKind
+from gateway.oidc.profile import GENERIC_OIDC, profile_for
 from gateway.oidc.verify import TokenVerifier, VerifyPolicy
 from tests.fixtures.servers import start_runner
 
@@ -174,7 +176,7 @@ async def test_failed_fetch_keeps_known_keys(keys_and_verifier):
 
 async def test_oidc_mode_accepts_tokens_without_token_use_but_checks_it_when_present(keys_and_verifier):
     keys, verifier = keys_and_verifier
-    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), claims="oidc"))
+    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), profile=GENERIC_OIDC))
     assert (await generic.verify(keys.sign(id_claims(token_use=None)), "id"))["sub"] == "u1"
     with pytest.raises(TokenError):
         await generic.verify(keys.sign(id_claims(token_use="access")), "id")
@@ -202,7 +204,7 @@ async def test_oidc_mode_accepts_tokens_without_token_use_but_checks_it_when_pre
 async def test_required_claims_for_every_provider_kind(keys_and_verifier, make, reason, kind):
     """The id token's required claims are required whatever the provider kind (no kid: see below)."""
     keys, verifier = keys_and_verifier
-    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), claims=kind))
+    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), profile=profile_for(ProviderKind(kind))))
     if reason == "token has no kid" and kind == "oidc":
         reason = "token has no kid and the JWKS has 2 keys"
         keys.add("k2")
@@ -233,7 +235,7 @@ async def test_kid_absent_single_key_jwks(keys_and_verifier):
     """OpenID Connect Core 10.1 (rp-id_token-kid-absent-single-jwks): kind oidc uses the only key;
     kind cognito (aws-jwt-verify) refuses a token without kid."""
     keys, verifier = keys_and_verifier
-    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), claims="oidc"))
+    generic = TokenVerifier(verifier.jwks, VerifyPolicy(issuer=ISSUER, client_ids=(CLIENT,), profile=GENERIC_OIDC))
     assert (await generic.verify(keys.sign(id_claims(), kid=None), "id", nonce="n1"))["sub"] == "u1"
     with pytest.raises(TokenError, match="bad signature"):  # the only key must still have signed it
         await generic.verify(keys.sign(id_claims(), kid=None, key=rsa.generate_private_key(public_exponent=65537, key_size=2048)), "id")
