@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from .config import load_config
 from .errors import ConfigError
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("idp", help="run the local Cognito (python -m gateway idp --help)")
     commands.add_parser("demo", help="local Cognito + demo app + gateway on one laptop")
     args = parser.parse_args(argv)
-    return args.func(args)
+    command: Callable[[argparse.Namespace], int] = args.func  # cmd_run or cmd_check, set by set_defaults
+    return command(args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -306,10 +306,10 @@ def _string_list(value: Any) -> tuple[str, ...]:
 
 
 def _http_url(value: Any) -> str:
-    value = _string(value)
-    if not _is_http_url(value):
-        raise ValueError(f"not an http(s) URL: {value!r}")
-    return value.rstrip("/")
+    text = _string(value)
+    if not _is_http_url(text):
+        raise ValueError(f"not an http(s) URL: {text!r}")
+    return text.rstrip("/")
 
 
 def _positive(convert: Callable[[Any], float]) -> Callable[[Any], float]:
@@ -343,7 +343,7 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     def checked(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
-        return value
+        return cast(str, value)  # equal to one of `choices`, all strings
 
     return checked
 

@@ -35,7 +35,7 @@ class Checker:
             self.problem(_key(path, name), "unknown key")
         return True
 
-    def string(self, data: dict, name: str, *, required: bool = False, path: str | None = None) -> str | None:
+    def string(self, data: dict[str, Any], name: str, *, required: bool = False, path: str | None = None) -> str | None:
         value = data.get(name)
         if value is None:
             if required:
@@ -46,7 +46,7 @@ class Checker:
             return None
         return value
 
-    def boolean(self, data: dict, name: str, default: bool, path: str | None = None) -> bool:
+    def boolean(self, data: dict[str, Any], name: str, default: bool, path: str | None = None) -> bool:
         value = data.get(name, default)
         if not isinstance(value, bool):
             self.problem(_key(path, name), "must be true or false")
@@ -54,7 +54,7 @@ class Checker:
         return value
 
     def integer(
-        self, data: dict, name: str, default: int, *, minimum: int, maximum: int | None = None,
+        self, data: dict[str, Any], name: str, default: int, *, minimum: int, maximum: int | None = None,
         path: str | None = None,
     ) -> int:  # fmt: skip
         value = data.get(name, default)
@@ -67,7 +67,7 @@ class Checker:
             return default
         return value
 
-    def string_list(self, data: dict, name: str, path: str | None = None) -> list[str]:
+    def string_list(self, data: dict[str, Any], name: str, path: str | None = None) -> list[str]:
         value = data.get(name, [])
         if value is None:
             return []
@@ -76,15 +76,14 @@ class Checker:
             return []
         return value
 
-    def url_list(self, data: dict, name: str, path: str) -> list[str]:
+    def url_list(self, data: dict[str, Any], name: str, path: str) -> list[str]:
         value = data.get(name, [])
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        if ok and all(_is_url(v) for v in value):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) and all(_is_url(v) for v in value):
             return value
         self.problem(_key(path, name), "must be a list of URLs")
         return []
 
-    def scope_list(self, data: dict, name: str, path: str, standard: tuple[str, ...]) -> list[str]:
+    def scope_list(self, data: dict[str, Any], name: str, path: str, standard: tuple[str, ...]) -> list[str]:
         if name not in data:
             return ["openid", "email", "profile"]
         scopes = self.string_list(data, name, path)
@@ -94,7 +93,7 @@ class Checker:
                 self.problem(_key(path, name), f"{scope!r} is neither a standard scope nor <resource>/<scope>")
         return scopes
 
-    def attributes(self, data: dict, path: str) -> tuple[tuple[str, str], ...]:
+    def attributes(self, data: dict[str, Any], path: str) -> tuple[tuple[str, str], ...]:
         value = data.get("attributes", {})
         if not isinstance(value, dict):
             self.problem(_key(path, "attributes"), "must be a mapping of attribute name to string")

@@ -124,6 +124,7 @@ async def reset_submit(request: web.Request) -> web.Response:
     username, code = form.get("username", "").strip(), form.get("code", "").strip()
     password = form.get("password", "")
     user = store.user(username) if username else None
+    error: str | None
     if user is None or not user.reset_code or code != user.reset_code:
         error = BAD_CODE
     else:
