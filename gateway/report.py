@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from enum import Enum
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,8 @@ def _plain(value: Any, key: str = "") -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
         return str(value)
+    if isinstance(value, Enum):  # ProviderKind, SessionStore, ...: yaml.safe_dump represents only plain str
+        return value.value
     return value
 
 
