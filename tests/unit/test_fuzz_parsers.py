@@ -67,7 +67,7 @@ def upstream_views(decoded: str) -> set[str]:
 @FAST
 @example("/admin#x")  # regression: the fragment reached the upstream as /admin while rules saw /admin#x
 @example("/admin/settings#")
-@example("/search/%3Fq")  # allowed (tests/unit/test_paths_rules.py): an encoded ? or # stays data
+@example("/search/%3Fq")  # allowed (tests/unit/auth/test_paths_rules.py): an encoded ? or # stays data
 @example("/public/%EF%BC%8E%EF%BC%8E/admin")  # regression: fullwidth dots, `..` for an NFKC-normalizing upstream
 @example("/public/\uff0e\uff0e/admin")
 @example("/public/\u2025/admin")  # two-dot leader: NFKC gives ..

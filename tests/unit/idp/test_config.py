@@ -9,7 +9,7 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.idp.config import load_idp_config, parse_idp_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def problems(data: dict) -> list[str]:
