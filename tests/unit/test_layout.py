@@ -50,7 +50,6 @@ ALLOWLIST: dict[str, tuple[str, ...]] = {
     "gateway/auth/authenticate.py": ("integration/test_sign_in.py", "integration/test_refresh.py"),
     "gateway/auth/decide.py": ("integration/test_rules_identity.py", "integration/test_forward_auth_endpoint.py"),
     "gateway/auth/principal.py": ("integration/test_rules_identity.py", "integration/test_sign_in.py"),
-    "gateway/session/store.py": ("integration/test_sign_in.py", "integration/test_refresh.py"),
     # Rewritten by the auth core work as rule -> authenticate -> decide; its unit coverage in
     # session/test_fuzz_sessions.py went with the rewrite. Covered by the rules and forward-auth tests.
     "gateway/auth/gate.py": ("integration/test_rules_identity.py", "integration/test_forward_auth_endpoint.py"),
