@@ -1,30 +1,35 @@
-"""create_app(config): wires config -> middleware -> proxy into one aiohttp Application."""
+"""create_app(config): builds the object graph from config, then wires it into one aiohttp Application.
+
+A proxied request goes one way: edge checks -> gate (rule, authenticate, decide) -> apply the
+verdict's headers -> stream (HTTP or WebSocket). The proxy knows nothing of identity.
+"""
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from .auth.identity import IdentityHeaders, Principal
-from .auth.middleware import PRINCIPAL, PROXY_ROUTE, Handler
+from .auth.decide import Decision, Verdict
+from .auth.gate import Gate
 from .auth.same_origin import OwnOrigins
-from .auth.setup import IDENTITY_HEADERS, OWN_ORIGINS, gateway_cookie_filter, setup_auth
+from .auth.setup import add_sign_in, build_gate, gateway_cookie_filter
 from .config import Config
+from .errors import SessionError
 from .hosts import request_host, valid_host
-from .ops.health import add_health_routes
+from .ops.health import READINESS, add_health_routes
 from .proxy.http import HttpProxy
 from .proxy.routing import Route, Router
-from .proxy.websocket import WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
+from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
+from .session import cookies
 
-CONFIG = web.AppKey("config", Config)
-PROXY = web.AppKey("proxy", HttpProxy)
-WEBSOCKET_SESSION = web.AppKey("websocket_session", aiohttp.ClientSession)
-OPEN_WEBSOCKETS = web.AppKey("open_websockets", set)
-WEBSOCKET_SLOTS = web.AppKey("websocket_slots", WebSocketSlots)
+import logging
+
+log = logging.getLogger("gateway")
 
 
 def parser_limits(config: Config) -> dict[str, int]:
@@ -36,95 +41,125 @@ def parser_limits(config: Config) -> dict[str, int]:
     return {"max_line_size": limit, "max_field_size": limit}
 
 
-@web.middleware
-async def edge_checks(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """What no request may bring, whatever its path: oversized headers, a malformed Host."""
-    limit = request.app[CONFIG].limits.max_header_size
-    size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
-    if size > limit:
-        return error_response(request, 431, "headers_too_large", f"The request headers are larger than {limit} bytes.")
-    if not valid_host(request.headers.get("Host", "")):
-        return error_response(request, 400, "bad_host", "The Host header is not a valid host[:port].")
-    return await handler(request)
+class ClientSessions:
+    """The pooled upstream client sessions: opened and closed with the app, nothing else."""
 
+    def __init__(self) -> None:
+        self.http: aiohttp.ClientSession | None = None
+        self.websocket: aiohttp.ClientSession | None = None
 
-async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    proxy = request.app[PROXY]
-    route = proxy.router.select(request_host(request), request.path)
-    if route is None:
-        return error_response(request, 404, "no_upstream", "No application is configured for this path.")
-    headers = proxy.upstream_headers(request, route)
-    identity = request.app[IDENTITY_HEADERS]
-    identity.strip(headers)
-    principal = request.get(PRINCIPAL)
-    if principal is not None:
-        await identity.add(headers, principal)
-    if is_websocket_upgrade(request):
-        return await _websocket(request, route, headers, principal)
-    return await proxy.forward(request, route, headers)
-
-
-async def _websocket(request: web.Request, route: Route, headers: CIMultiDict[str], principal: Principal | None) -> web.StreamResponse:
-    app = request.app
-    if not app[OWN_ORIGINS].websocket_allowed(request):
-        # Cross-site WebSocket hijacking: SameSite cookies do not stop a sibling subdomain's page.
-        return error_response(request, 403, "origin_not_allowed", "WebSockets may only be opened from this site's own pages.")
-    key = f"sub:{principal.claims.get('sub')}" if principal is not None else f"addr:{request.remote}"
-    slots = app[WEBSOCKET_SLOTS]
-    refused = slots.acquire(key)
-    if refused == "total":
-        return error_response(request, 503, "too_many_websockets", "Too many WebSockets are open on this gateway. Try again later.")
-    if refused == "per_key":
-        return error_response(request, 429, "too_many_websockets", f"At most {slots.per_key} WebSockets may be open per session.")
-    try:
-        limit = app[CONFIG].limits.max_websocket_message
-        return await bridge(request, route, headers, app[WEBSOCKET_SESSION], app[OPEN_WEBSOCKETS], limit)
-    finally:
-        slots.release(key)
-
-
-def _client_session_ctx(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def client_session(app: web.Application) -> AsyncIterator[None]:
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         # One pooled session for every upstream: keep-alive connections are reused across requests.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True)
-        session = aiohttp.ClientSession(
-            connector=connector,
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True),
             auto_decompress=False,  # bytes pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),  # never mix one user's upstream cookies into another's
             timeout=aiohttp.ClientTimeout(total=None),
         )
-        private_cookie = gateway_cookie_filter(config.session.cookie_name) if config.auth_enabled else None
-        app[PROXY] = HttpProxy(Router(config.upstreams), session, config.trusted_proxies, private_cookie)
         # WebSockets hold a connection for their whole life: in the HTTP pool, 256 of them would leave
         # no connection for plain requests. Their own pool, bounded by limits.max_websockets instead.
-        app[WEBSOCKET_SESSION] = aiohttp.ClientSession(
+        self.websocket = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
         )
         yield
-        await session.close()
-        await app[WEBSOCKET_SESSION].close()
+        await self.http.close()
+        await self.websocket.close()
 
-    return client_session
+    def get_http(self) -> aiohttp.ClientSession:
+        assert self.http is not None, "used before the app started"
+        return self.http
+
+    def get_websocket(self) -> aiohttp.ClientSession:
+        assert self.websocket is not None, "used before the app started"
+        return self.websocket
 
 
-async def _close_websockets(app: web.Application) -> None:
-    await close_bridges(app[OPEN_WEBSOCKETS])
+class Edge:
+    """What no request may bring, whatever its path: oversized headers, a malformed Host. The only middleware."""
+
+    def __init__(self, max_header_size: int) -> None:
+        self.max_header_size = max_header_size
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        limit = self.max_header_size
+        size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
+        if size > limit:
+            return error_response(request, 431, "headers_too_large", f"The request headers are larger than {limit} bytes.")
+        if not valid_host(request.headers.get("Host", "")):
+            return error_response(request, 400, "bad_host", "The Host header is not a valid host[:port].")
+        try:
+            return await handler(request)
+        except SessionError as exc:  # a store that cannot be reached is a 503, never a 500
+            log.error("session store failed: %s", exc)
+            return error_response(request, 503, "session_store_unavailable", "Sessions are unavailable right now. Try again in a moment.")
+
+
+class ProxyPath:
+    """Everything that is not the gateway's own endpoint: gate, then proxy what the verdict allows."""
+
+    def __init__(self, config: Config, gate: Gate, proxy: HttpProxy, sessions: ClientSessions, own_origins: OwnOrigins) -> None:
+        self.gate = gate
+        self.proxy = proxy
+        self.sessions = sessions
+        self.own_origins = own_origins
+        self.max_websocket_message = config.limits.max_websocket_message
+        self.slots = WebSocketSlots(config.limits.max_websockets, config.limits.max_websockets_per_session)
+        self.open_websockets: set[Pair] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        host = request_host(request)
+        verdict = await self.gate.verdict(request, request.method, host, request.raw_path)
+        if verdict.decision is not Decision.ALLOW:
+            return self.gate.refusal(request, verdict)
+        route = self.proxy.router.select(host, request.path)
+        if route is None:
+            return error_response(request, 404, "no_upstream", "No application is configured for this path.")
+        headers = self.proxy.upstream_headers(request, route)
+        verdict.headers_to_remove.remove_from(headers)
+        for name, value in verdict.headers_to_set:
+            headers[name] = value
+        if is_websocket_upgrade(request):
+            return await self._websocket(request, route, headers, verdict)
+        return await self.proxy.forward(request, route, headers)
+
+    async def _websocket(self, request: web.Request, route: Route, headers: CIMultiDict[str], verdict: Verdict) -> web.StreamResponse:
+        if not self.own_origins.websocket_allowed(request):
+            # Cross-site WebSocket hijacking: SameSite cookies do not stop a sibling subdomain's page.
+            return error_response(request, 403, "origin_not_allowed", "WebSockets may only be opened from this site's own pages.")
+        principal = verdict.principal
+        key = f"sub:{principal.claims.get('sub')}" if principal is not None else f"addr:{request.remote}"
+        refused = self.slots.acquire(key)
+        if refused is SlotRefused.TOTAL:
+            return error_response(request, 503, "too_many_websockets", "Too many WebSockets are open on this gateway. Try again later.")
+        if refused is SlotRefused.PER_KEY:
+            return error_response(request, 429, "too_many_websockets", f"At most {self.slots.per_key} WebSockets may be open per session.")
+        try:
+            return await bridge(request, route, headers, self.sessions.get_websocket(), self.open_websockets, self.max_websocket_message)
+        finally:
+            self.slots.release(key)
+
+    async def close_websockets(self, app: web.Application) -> None:
+        await close_bridges(self.open_websockets)
 
 
 def create_app(config: Config) -> web.Application:
-    """The gateway as an aiohttp Application; everything it holds is reachable from here."""
-    app = web.Application(middlewares=[edge_checks], client_max_size=0)
-    app[CONFIG] = config
-    app[OPEN_WEBSOCKETS] = set()
-    app[WEBSOCKET_SLOTS] = WebSocketSlots(config.limits.max_websockets, config.limits.max_websockets_per_session)
-    app[OWN_ORIGINS] = OwnOrigins(config.public_url, config.allowed_origins)
-    app[IDENTITY_HEADERS] = IdentityHeaders(config)  # strips spoofed headers even with sign-in off
+    """The gateway as an aiohttp Application; everything it holds is built here, before the first request."""
+    own_origins = OwnOrigins(config.public_url, config.allowed_origins)
+    gate, sign_in = build_gate(config, own_origins)
+    sessions = ClientSessions()
+    private_cookie = gateway_cookie_filter(config.session.cookie_name) if sign_in is not None else None
+    proxy = HttpProxy(Router(config.upstreams), sessions.get_http, config.trusted_proxies, private_cookie)
+    proxy_path = ProxyPath(config, gate, proxy, sessions, own_origins)
+
+    app = web.Application(middlewares=[Edge(config.limits.max_header_size).middleware], client_max_size=0)
     add_health_routes(app)
-    app.cleanup_ctx.append(_client_session_ctx(config))
-    app.on_shutdown.append(_close_websockets)
-    if config.auth_enabled:
-        setup_auth(app, config)
-    app.router.add_route("*", "/{tail:.*}", proxy_handler, name=PROXY_ROUTE)
+    app.cleanup_ctx.append(sessions.lifetime)
+    app.on_shutdown.append(proxy_path.close_websockets)
+    app.on_response_prepare.append(cookies.on_prepare)
+    if sign_in is not None:
+        add_sign_in(app, sign_in, app[READINESS], config.endpoints_prefix)
+    app.router.add_route("*", "/{tail:.*}", proxy_path.handle)
     return app

@@ -153,6 +153,16 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class SignInConfig:
+    """Sign-in as configured: the provider and the public URL are never missing (see Config.sign_in)."""
+
+    provider: ProviderConfig
+    public_url: str
+    endpoints_prefix: str
+    userinfo: bool  # identity.userinfo: userInfo checked at sign-in
+
+
+@dataclass(frozen=True)
 class Config:
     upstreams: tuple[UpstreamConfig, ...]
     listen_host: str = "0.0.0.0"
@@ -173,6 +183,13 @@ class Config:
     @property
     def auth_enabled(self) -> bool:
         return self.provider is not None
+
+    @property
+    def sign_in(self) -> SignInConfig | None:
+        """None with sign-in off. Validation requires public_url whenever a provider is set."""
+        if self.provider is None or self.public_url is None:
+            return None
+        return SignInConfig(self.provider, self.public_url, self.endpoints_prefix, self.identity.userinfo)
 
 
 # --- parsing helpers -------------------------------------------------------------

@@ -22,18 +22,12 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..hosts import host_name, valid_host
-from ..proxy.headers import is_trusted
+from ..proxy.headers import Network, is_trusted
 from ..responses import error_response, wants_json
-from .gate import Decision, Gate
-from .identity import IdentityHeaders
+from ..session.cookies import MIRROR_COOKIES
+from .decide import Decision
+from .gate import Gate
 from .login import redirect
-from .middleware import refusal
-
-# Refreshed session cookies, mirrored one per header: nginx's $upstream_http_set_cookie holds only
-# the first Set-Cookie line, and a chunked session needs all of them (docs/deployment.md).
-MIRRORED_COOKIE_HEADER = "X-Auth-Set-Cookie-{}"
-MAX_MIRRORED = 4
-FORWARD_AUTH_ROUTE = "forward_auth"
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 §5.6.2)
 
 
@@ -62,7 +56,7 @@ def original_request(request: web.Request) -> OriginalRequest | None:
     headers = request.headers
     target = _one_of(headers, ("X-Original-URI", "X-Forwarded-Uri"), "/")
     method = _one_of(headers, ("X-Original-Method", "X-Forwarded-Method"), "GET")
-    host = headers.get("X-Forwarded-Host") or headers.get("Host", "")
+    host = headers.get("X-Forwarded-Host") or headers.get("Host") or ""
     if target is None or method is None or not valid_host(host):
         return None
     if not (target.isascii() and target.isprintable() and _METHOD.fullmatch(method)):
@@ -70,34 +64,28 @@ def original_request(request: web.Request) -> OriginalRequest | None:
     return OriginalRequest(method.upper(), host_name(host), target, "X-Original-URI" in headers)
 
 
-async def forward_auth(
-    request: web.Request, gate: Gate, identity: IdentityHeaders, public_url: str, endpoints_prefix: str, trusted_proxies: tuple
-) -> web.Response:
-    if not is_trusted(request.remote, trusted_proxies):
-        return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
-    original = original_request(request)
-    if original is None:
-        return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other or are malformed.", json_only=True)
-    method, target, nginx = original.method, original.target, original.asked_by_nginx
-    verdict = await gate.decide(request, method, original.host, target)
-    if verdict.decision is Decision.ALLOW:
-        headers: CIMultiDict[str] = CIMultiDict({"Cache-Control": "no-store"})
-        if verdict.principal is not None:
-            await identity.add(headers, verdict.principal)
-        return web.Response(status=202, headers=headers)
-    if verdict.decision is Decision.SIGN_IN and not nginx and not wants_json(request, method):
-        # Absolute: Traefik resolves a relative Location against the forwardAuth address, not the browser's.
-        return redirect(f"{public_url}{endpoints_prefix}/start?{urlencode({'rd': target})}")
-    if verdict.decision is Decision.BAD_PATH and nginx:
-        return error_response(request, 403, verdict.error, verdict.reason, json_only=True)  # nginx: 400 would become 500
-    if verdict.decision is Decision.SIGN_IN:
-        return error_response(request, 401, "unauthenticated", "Sign-in required.", json_only=True)
-    return refusal(request, verdict, endpoints_prefix)
+class ForwardAuth:
+    def __init__(self, gate: Gate, public_url: str, trusted_proxies: tuple[Network, ...]) -> None:
+        self.gate = gate
+        self.public_url = public_url
+        self.trusted_proxies = trusted_proxies
 
-
-async def mirror_set_cookies(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: each Set-Cookie of a forward-auth answer also in its own X-Auth-Set-Cookie-N."""
-    if request.match_info.route.name != FORWARD_AUTH_ROUTE:
-        return
-    for index, morsel in enumerate(list(response.cookies.values())[:MAX_MIRRORED]):
-        response.headers[MIRRORED_COOKIE_HEADER.format(index)] = morsel.OutputString()
+    async def handle(self, request: web.Request) -> web.Response:
+        if not is_trusted(request.remote, self.trusted_proxies):
+            return error_response(request, 403, "untrusted_peer", "Forward-auth answers only the proxies in trusted_proxies.", json_only=True)
+        original = original_request(request)
+        if original is None:
+            return error_response(request, 403, "conflicting_headers", "The original request's headers contradict each other or are malformed.", json_only=True)
+        request[MIRROR_COOKIES] = True  # a refreshed session's cookies, for the proxy to pass on
+        method, target, nginx = original.method, original.target, original.asked_by_nginx
+        verdict = await self.gate.verdict(request, method, original.host, target)
+        if verdict.decision is Decision.ALLOW:
+            return web.Response(status=202, headers=CIMultiDict([("Cache-Control", "no-store"), *verdict.headers_to_set]))
+        if verdict.decision is Decision.SIGN_IN and not nginx and not wants_json(request, method):
+            # Absolute: Traefik resolves a relative Location against the forwardAuth address, not the browser's.
+            return redirect(f"{self.public_url}{self.gate.endpoints_prefix}/start?{urlencode({'rd': target})}")
+        if verdict.decision is Decision.BAD_PATH and nginx:
+            return error_response(request, 403, verdict.error, verdict.reason, json_only=True)  # nginx: 400 would become 500
+        if verdict.decision is Decision.SIGN_IN:
+            return error_response(request, 401, "unauthenticated", "Sign-in required.", json_only=True)
+        return self.gate.refusal(request, verdict)

@@ -12,17 +12,18 @@ import time
 from urllib.parse import urlencode
 
 from aiohttp import web
-from aiohttp_session import get_session, new_session
 
-from ..config import Config
+from ..config import SignInConfig
 from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
 from ..oidc.profile import profile_for
 from ..oidc.provider import LoadedProvider, Provider
 from ..responses import error_response, html_page, wants_json
+from ..session import cookies
 from ..session.login_state import LoginState, LoginStateCookies
-from ..session.model import SignedIn, groups_of, username_of
-from .identity import Principal
+from ..session.model import SessionState, SignedIn, groups_of, username_of
+from ..session.store import SessionStore
+from .principal import Principal
 from .return_to import safe_return_path
 from .same_origin import OwnOrigins
 from .tokens import verify_tokens
@@ -56,7 +57,7 @@ def userinfo_response(request: web.Request, principal: Principal | None) -> web.
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-def unauthenticated(request: web.Request, prefix: str) -> web.Response:
+def unauthenticated(request: web.BaseRequest, prefix: str) -> web.Response:
     """Browsers are sent to sign in; API clients (JSON, XHR, non-GET, WebSocket) get 401."""
     if wants_json(request) or request.headers.get("Upgrade", "").lower() == "websocket":
         return error_response(
@@ -66,10 +67,14 @@ def unauthenticated(request: web.Request, prefix: str) -> web.Response:
 
 
 class SignIn:
-    def __init__(self, config: Config, provider: Provider, login_cookies: LoginStateCookies, own_origins: OwnOrigins) -> None:
-        assert config.provider is not None and config.public_url is not None
+    """The /oauth2 routes that begin and end sessions; each is a bound method."""
+
+    def __init__(
+        self, config: SignInConfig, provider: Provider, store: SessionStore, login_cookies: LoginStateCookies, own_origins: OwnOrigins
+    ) -> None:
         self.config = config
         self.provider = provider
+        self.store = store
         self.login_cookies = login_cookies
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
@@ -94,7 +99,6 @@ class SignIn:
             created_at=time.time(),
         )
         provider = self.config.provider
-        assert provider is not None
         params = {
             "response_type": "code",
             "client_id": provider.client_id,
@@ -110,9 +114,8 @@ class SignIn:
             if value and _PASSTHROUGH_VALUE.match(value):
                 params[theirs] = value
         signup = request.query.get("signup") == "1" and loaded.endpoints.signup
-        response = redirect(f"{loaded.endpoints.signup if signup else loaded.endpoints.authorize}?{urlencode(params)}")
-        self.login_cookies.save(request, response, login)
-        return response
+        cookies.queue(request, self.login_cookies.save(request, login))
+        return redirect(f"{loaded.endpoints.signup if signup else loaded.endpoints.authorize}?{urlencode(params)}")
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
@@ -121,9 +124,8 @@ class SignIn:
             return error_response(
                 request, 400, "invalid_state", "This sign-in is invalid or has expired. Please sign in again.", link=self.retry_link
             )
-        response = await self._complete(request, login)
-        self.login_cookies.clear(response, state)  # one use only: a replayed callback finds no login
-        return response
+        cookies.queue(request, self.login_cookies.clear(state))  # one use only: a replayed callback finds no login
+        return await self._complete(request, login)
 
     async def _complete(self, request: web.Request, login: LoginState) -> web.Response:
         query = request.query
@@ -140,7 +142,7 @@ class SignIn:
             return loaded
         try:
             tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
-            signed_in = await verify_tokens(loaded, tokens, self.profile, nonce=login.nonce, userinfo=self.config.identity.userinfo)
+            signed_in = await verify_tokens(loaded, tokens, self.profile, nonce=login.nonce, userinfo=self.config.userinfo)
         except GrantError as exc:
             log.warning("code exchange refused: %s", exc.error)
             message = f"The sign-in could not be completed ({exc.error}). Please sign in again."
@@ -152,17 +154,16 @@ class SignIn:
         except ProviderError as exc:
             log.warning("code exchange failed: %s", exc)
             return error_response(request, 502, "provider_unavailable", "The sign-in service cannot be reached right now. Try again in a moment.")
-        session = await new_session(request)
-        session.update(signed_in.to_dict())
+        cookies.queue(request, await self.store.save(request, SessionState.new(signed_in)))  # SessionError: a 503
         log.info("signed in: %s", signed_in.username)
         return redirect(login.return_to)
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         if not self.own_origins.request_is_ours(request):
             return self._confirm_sign_out(request)
-        session = await get_session(request)
-        signed_in = None if session.empty else SignedIn.from_dict(dict(session))
-        session.invalidate()
+        state = await self.store.load(request)
+        signed_in = state.signed_in if state is not None else None
+        cookies.queue(request, await self.store.clear(request))
         loaded = self.provider.loaded
         if signed_in is not None and signed_in.refresh_token and loaded is not None:
             await loaded.client.revoke(signed_in.refresh_token)
@@ -180,7 +181,6 @@ class SignIn:
 
     def _sign_out_destination(self, request: web.Request, loaded: LoadedProvider | None, signed_in: SignedIn | None) -> str:
         provider = self.config.provider
-        assert provider is not None
         back = f"{self.config.public_url}/"  # register exactly this as the app client's sign-out URL
         if provider.sign_out_url:
             return provider.sign_out_url

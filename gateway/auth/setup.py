@@ -1,38 +1,40 @@
-"""Wires sign-in into the app: session storage, middleware, /oauth2/* routes, the provider's lifetime."""
+"""Sign-in's object graph, built from config before the first request (pomerium's
+newAuthenticateStateFromConfig): session store, provider, refresher, authenticator, the
+/oauth2 routes as bound methods. `lifetime` (cleanup_ctx) only opens and closes I/O.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
 
 import aiohttp
 import redis.asyncio as redis
 from aiohttp import web
-from aiohttp_session import AbstractStorage, session_middleware
 
-from ..config import Config, provider_region
-from ..ops.health import READINESS
+from ..config import Config, SessionStore as StoreKind, SignInConfig, provider_region
+from ..errors import ProviderError
 from ..oidc.profile import profile_for
 from ..oidc.provider import Provider
-from ..session.cookie_store import ChunkedCookieStorage
+from ..ops.health import Readiness
+from ..session.cookie_store import CookieSessionStore
 from ..session.crypto import SecretBox
 from ..session.login_state import LoginStateCookies
-from ..session.redis_store import RedisSessionStorage
+from ..session.redis_store import RedisSessionStore
+from ..session.store import SessionStore
+from .authenticate import Authenticator, UserInfo
 from .bearer import BearerVerifier
-from .forward import FORWARD_AUTH_ROUTE, forward_auth, mirror_set_cookies
+from .decide import Policy
+from .forward import ForwardAuth
 from .gate import Gate
-from .identity import IdentityHeaders
+from .identity import HeaderRenderer, SpoofedHeaders
 from .login import SignIn, userinfo_response
-from .same_origin import OwnOrigins
-from .middleware import require_sign_in, save_on_prepare, session_store_errors
 from .refresh import Refresher
+from .rules import Rules
+from .same_origin import OwnOrigins
 from .shared_refresh import RedisSharedRefresh
 from .signing import SIGNER, GatewaySigner, add_key_routes
-
-SIGN_IN = web.AppKey("sign_in", SignIn)
-OWN_ORIGINS = web.AppKey("own_origins", OwnOrigins)
-GATE = web.AppKey("gate", Gate)
-IDENTITY_HEADERS = web.AppKey("identity_headers", IdentityHeaders)
 
 
 def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
@@ -46,95 +48,128 @@ def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
     return is_ours
 
 
-def _storage(config: Config, box: SecretBox, secure: bool) -> tuple[AbstractStorage, redis.Redis | None]:
-    session = config.session
-    if session.store == "redis":
-        client = redis.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return RedisSessionStorage(client, box, session.cookie_name, secure, session.max_lifetime), client
-    return ChunkedCookieStorage(box, session.cookie_name, secure, session.max_lifetime), None
+class ProviderHttp:
+    """The provider's client session: given to the provider as a getter, opened when the app starts."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise ProviderError("the gateway has not started")
+        return self.session
 
 
-def setup_auth(app: web.Application, config: Config) -> None:
-    provider_config = config.provider
-    public_url = config.public_url
-    assert provider_config is not None and public_url is not None
-    secure = public_url.startswith("https://")
-    session_box = SecretBox(config.session.secrets, "session")
-    storage, redis_client = _storage(config, session_box, secure)
-    prefix = config.endpoints_prefix
-    login_cookies = LoginStateCookies(SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", secure)
+@dataclass(frozen=True)
+class SignInParts:
+    provider: Provider
+    provider_http: ProviderHttp
+    redis_client: redis.Redis | None
+    sign_in: SignIn
+    authenticator: Authenticator
+    forward_auth: ForwardAuth
+    signer: GatewaySigner | None
 
-    async def provider_lifetime(app: web.Application) -> AsyncIterator[None]:
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            provider = Provider(provider_config, http)
-            app[SIGN_IN] = SignIn(config, provider, login_cookies, app[OWN_ORIGINS])
-            shared = None
-            if redis_client is not None:
-                # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
-                # new kid), plus a margin for the lock round trips.
-                wait = config.refresh.timeout + provider_config.timeout + 2
-                shared = RedisSharedRefresh(redis_client, session_box, wait=wait)
-            refresher = Refresher(provider, profile_for(provider_config.kind), config.refresh.timeout, shared)
-            bearer = BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, profile_for(provider_config.kind))
-            app[GATE] = Gate(config, refresher, bearer)
-            app[IDENTITY_HEADERS] = IdentityHeaders(config, provider, app.get(SIGNER))
-
-            async def provider_problem() -> str | None:
-                return provider.last_error
-
-            app[READINESS].checks["provider"] = provider_problem
-            loader = asyncio.create_task(provider.keep_trying())
+            self.provider_http.session = http
+            loader = asyncio.create_task(self.provider.keep_trying())
             yield
             loader.cancel()
-        if redis_client is not None:
-            await redis_client.aclose()
+        if self.redis_client is not None:
+            await self.redis_client.aclose()
 
-    app.middlewares.extend([session_store_errors, session_middleware(storage), require_sign_in(prefix, lambda: app[GATE])])
-    if config.identity.alb_compatible or config.identity.assertion_header:
-        app[SIGNER] = _signer(config)
-        add_key_routes(app, SIGNER, prefix)
-    app.on_response_prepare.append(save_on_prepare(storage))
-    app.on_response_prepare.append(mirror_set_cookies)
-    app.cleanup_ctx.append(provider_lifetime)
+    async def userinfo(self, request: web.Request) -> web.StreamResponse:
+        return userinfo_response(request, await self.authenticator.session_principal(request))
+
+
+def build_gate(config: Config, own_origins: OwnOrigins) -> tuple[Gate, SignInParts | None]:
+    """The gate every proxied request passes, and sign-in's parts when a provider is configured."""
+    spoofed = SpoofedHeaders(config.identity)
+    rules = Rules(config.rules, config.default_rule)
+    sign_in_config = config.sign_in
+    if sign_in_config is None:
+        return Gate(Policy(rules, spoofed, None), None, config.endpoints_prefix), None
+    parts = _sign_in_parts(config, sign_in_config, own_origins, spoofed, rules)
+    return parts.forward_auth.gate, parts
+
+
+def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigins, spoofed: SpoofedHeaders, rules: Rules) -> SignInParts:
+    provider_config = sign_in.provider
+    profile = profile_for(provider_config.kind)
+    secure = sign_in.public_url.startswith("https://")
+    session_box = SecretBox(config.session.secrets, "session")
+    store, redis_client = _store(config, session_box, secure)
+    provider_http = ProviderHttp()
+    provider = Provider(provider_config, provider_http)
+    shared = None
     if redis_client is not None:
-        app[READINESS].checks["redis"] = lambda: _redis_problem(redis_client)
-
-    for method, path, name in [
-        ("GET", "start", "start"),
-        ("GET", "callback", "callback"),
-        ("GET", "sign_out", "sign_out"),
-        ("POST", "sign_out", "sign_out"),
-    ]:
-        app.router.add_route(method, f"{prefix}/{path}", _delegate(name))
-
-    async def userinfo(request: web.Request) -> web.StreamResponse:
-        return userinfo_response(request, await request.app[GATE].session_principal(request))
-
-    app.router.add_get(f"{prefix}/userinfo", userinfo)
-
-    async def auth(request: web.Request) -> web.StreamResponse:
-        return await forward_auth(
-            request, request.app[GATE], request.app[IDENTITY_HEADERS], public_url, prefix, config.trusted_proxies
-        )
-
-    app.router.add_route("*", f"{prefix}/auth", auth, name=FORWARD_AUTH_ROUTE)
-
-
-def _delegate(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A handler calling SignIn.<name>: SignIn exists only once the app has started."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await getattr(request.app[SIGN_IN], name)(request)
-
-    return handler
-
-
-def _signer(config: Config) -> GatewaySigner:
-    assert config.provider is not None
-    region = provider_region(config.provider)
-    return GatewaySigner.from_secrets(
-        config.session.secrets, config.identity.alb_signer, region, client_id=config.provider.client_id
+        # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
+        # new kid), plus a margin for the lock round trips.
+        shared = RedisSharedRefresh(redis_client, session_box, wait=config.refresh.timeout + provider_config.timeout + 2)
+    authenticator = Authenticator(
+        store,
+        Refresher(provider, profile, config.refresh.timeout, shared),
+        BearerVerifier(provider, provider_config.accepted_bearer_clients, provider_config.algorithms, profile),
+        profile,
+        before_expiry=config.refresh.before_expiry,
+        idle_timeout=config.session.idle_timeout,
+        userinfo=UserInfo(provider) if config.identity.userinfo else None,
     )
+    signer = _signer(config, sign_in) if config.identity.alb_compatible or config.identity.assertion_header else None
+    renderer = HeaderRenderer(config.identity, sign_in.public_url, provider_config.client_id, provider, signer)
+    gate = Gate(Policy(rules, spoofed, renderer), authenticator, sign_in.endpoints_prefix)
+    login_cookies = LoginStateCookies(SecretBox(config.session.secrets, "login"), f"{config.session.cookie_name}_login", secure)
+    return SignInParts(
+        provider=provider,
+        provider_http=provider_http,
+        redis_client=redis_client,
+        sign_in=SignIn(sign_in, provider, store, login_cookies, own_origins),
+        authenticator=authenticator,
+        forward_auth=ForwardAuth(gate, sign_in.public_url, config.trusted_proxies),
+        signer=signer,
+    )
+
+
+def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, prefix: str) -> None:
+    """Routes, readiness checks and the lifetime of sign-in's I/O."""
+    sign_in = parts.sign_in
+    app.router.add_get(f"{prefix}/start", sign_in.start)
+    app.router.add_get(f"{prefix}/callback", sign_in.callback)
+    app.router.add_route("GET", f"{prefix}/sign_out", sign_in.sign_out)
+    app.router.add_route("POST", f"{prefix}/sign_out", sign_in.sign_out)
+    app.router.add_get(f"{prefix}/userinfo", parts.userinfo)
+    app.router.add_route("*", f"{prefix}/auth", parts.forward_auth.handle)
+    if parts.signer is not None:
+        app[SIGNER] = parts.signer
+        add_key_routes(app, SIGNER, prefix)
+    provider = parts.provider
+
+    async def provider_problem() -> str | None:
+        return provider.last_error
+
+    readiness.checks["provider"] = provider_problem
+    redis_client = parts.redis_client
+    if redis_client is not None:
+
+        async def redis_problem() -> str | None:
+            return await _redis_problem(redis_client)
+
+        readiness.checks["redis"] = redis_problem
+    app.cleanup_ctx.append(parts.lifetime)
+
+
+def _store(config: Config, box: SecretBox, secure: bool) -> tuple[SessionStore, redis.Redis | None]:
+    session = config.session
+    if session.store is StoreKind.REDIS:
+        client: redis.Redis = redis.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return RedisSessionStore(client, box, session.cookie_name, secure, session.max_lifetime), client
+    return CookieSessionStore(box, session.cookie_name, secure, session.max_lifetime), None
+
+
+def _signer(config: Config, sign_in: SignInConfig) -> GatewaySigner:
+    region = provider_region(sign_in.provider)
+    return GatewaySigner.from_secrets(config.session.secrets, config.identity.alb_signer, region, client_id=sign_in.provider.client_id)
 
 
 async def _redis_problem(client: redis.Redis) -> str | None:

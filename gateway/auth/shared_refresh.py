@@ -61,7 +61,8 @@ class RedisSharedRefresh:
 
     async def _read(self, result_key: str) -> RefreshResult | None:
         sealed = await self.client.get(result_key)
-        opened = self.box.open(sealed.decode(), result_key.encode()) if sealed else None
+        text = sealed.decode() if isinstance(sealed, bytes) else sealed
+        opened = self.box.open(text, result_key.encode()) if text else None
         if opened is None:
             return None
         payload = json.loads(opened)

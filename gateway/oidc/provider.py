@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import aiohttp
 
@@ -32,7 +33,8 @@ class LoadedProvider:
 
 
 class Provider:
-    def __init__(self, config: ProviderConfig, http: aiohttp.ClientSession) -> None:
+    def __init__(self, config: ProviderConfig, http: Callable[[], aiohttp.ClientSession]) -> None:
+        """`http` gives the client session, which exists once the app has started (like JwksCache's)."""
         self.config = config
         self.http = http
         self.loaded: LoadedProvider | None = None
@@ -56,13 +58,14 @@ class Provider:
 
     async def _load(self) -> LoadedProvider:
         config = self.config
-        endpoints = await resolve_endpoints(self.http, config)
-        jwks = JwksCache(lambda: self.http, endpoints.jwks_uri, config.jwks_refetch_interval, config.timeout)
+        http = self.http()
+        endpoints = await resolve_endpoints(http, config)
+        jwks = JwksCache(self.http, endpoints.jwks_uri, config.jwks_refetch_interval, config.timeout)
         await jwks.refresh()
         policy = VerifyPolicy(
             issuer=endpoints.issuer, client_ids=(config.client_id,), algorithms=config.algorithms, profile=profile_for(config.kind)
         )
-        client = OidcClient(self.http, endpoints, config.client_id, config.client_secret, config.timeout)
+        client = OidcClient(http, endpoints, config.client_id, config.client_secret, config.timeout)
         return LoadedProvider(endpoints, client, TokenVerifier(jwks, policy))
 
     async def keep_trying(self) -> None:

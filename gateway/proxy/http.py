@@ -12,7 +12,7 @@ from multidict import CIMultiDict
 
 from ..hosts import split_host
 from ..responses import error_response
-from .headers import ClientView, end_to_end, is_trusted, upstream_request_headers, without_cookies
+from .headers import ClientView, Network, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
 
 log = logging.getLogger("gateway.proxy")
@@ -51,12 +51,12 @@ class HttpProxy:
     def __init__(
         self,
         router: Router,
-        session: aiohttp.ClientSession,
-        trusted_proxies: tuple,
+        session: Callable[[], aiohttp.ClientSession],
+        trusted_proxies: tuple[Network, ...],
         private_cookie: Callable[[str], bool] | None = None,
     ) -> None:
         self.router = router
-        self.session = session
+        self.session = session  # a getter: the pooled session exists once the app has started
         self.trusted_proxies = trusted_proxies
         self.private_cookie = private_cookie  # the gateway's own cookies: never sent upstream
 
@@ -83,7 +83,7 @@ class HttpProxy:
         if request.body_exists:
             body = request.content if body_limit is None else body_limit.stream(request.content)
         try:
-            async with self.session.request(
+            async with self.session().request(
                 request.method,
                 route.target(request.raw_path),
                 headers=headers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from enum import Enum
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -27,6 +28,11 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
 Pair = tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
 
 
+class SlotRefused(Enum):
+    TOTAL = "total"  # this process holds limits.max_websockets already
+    PER_KEY = "per_key"  # this user (or address) holds limits.max_websockets_per_session
+
+
 class WebSocketSlots:
     """How many WebSockets may be open: in total, and per key (a signed-in user, or a client address).
 
@@ -40,12 +46,12 @@ class WebSocketSlots:
         self.open_by_key: dict[str, int] = {}
         self.open = 0
 
-    def acquire(self, key: str) -> str | None:
-        """None when a slot was taken (release it later), else which cap refused: "total" or "per_key"."""
+    def acquire(self, key: str) -> SlotRefused | None:
+        """None when a slot was taken (release it later), else which cap refused."""
         if self.open >= self.total:
-            return "total"
+            return SlotRefused.TOTAL
         if self.open_by_key.get(key, 0) >= self.per_key:
-            return "per_key"
+            return SlotRefused.PER_KEY
         self.open += 1
         self.open_by_key[key] = self.open_by_key.get(key, 0) + 1
         return None

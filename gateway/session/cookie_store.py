@@ -1,45 +1,47 @@
-"""Encrypted, chunked cookie sessions: an aiohttp-session storage.
+"""Encrypted, chunked cookie sessions.
 
 A Cognito session (id + access + refresh token) is 4-6 KB, over the ~4 KB a browser keeps in
 one cookie, so the sealed value is split into `<name>_0`, `<name>_1`, … Each Set-Cookie line
 stays under 4,000 bytes with its attributes. Anything that does not open (tampered, truncated,
 sealed with a removed key, too old) is simply no session.
+
+Opening is AES-GCM, JSON and two JWT payloads: an unchanged session is opened once and then
+found by a digest of its sealed value (`opened`), so a signed-in request costs a dict lookup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from typing import Any
 
 from aiohttp import web
-from aiohttp_session import AbstractStorage, Session
 
+from ..ttl_cache import TtlCache
 from .crypto import SecretBox
-from .model import envelope, signed_in_at
+from .model import SessionState, envelope
+from .store import SetCookie, prefixed
 
 MAX_SET_COOKIE_BYTES = 4000
 _ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
 MAX_CHUNKS = 8  # a bound on what we read back: a client cannot make us join 1,000 cookies
+OPENED_CACHE_ENTRIES = 10_000
 
 
-def cookie_attributes(secure: bool) -> dict[str, Any]:
-    return {"path": "/", "httponly": True, "samesite": "Lax", "secure": secure}
+def digest(sealed: str) -> bytes:
+    """The key of an opened session: a sealed value is 4-6 KB, its digest 16 bytes."""
+    return hashlib.blake2b(sealed.encode(), digest_size=16).digest()
 
 
-def prefixed(name: str, secure: bool) -> str:
-    # __Host- makes the browser refuse the cookie unless Secure, Path=/ and host-only: no subdomain can set it.
-    return f"__Host-{name}" if secure else name
-
-
-class ChunkedCookieStorage(AbstractStorage):
+class CookieSessionStore:
     def __init__(self, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
-        name = prefixed(cookie_name, secure)
-        super().__init__(cookie_name=name, max_age=int(max_lifetime), **cookie_attributes(secure))
+        self.cookie_name = prefixed(cookie_name, secure)
         self.box = box
         self.secure = secure
         self.max_lifetime = max_lifetime
-        self.chunk_size = MAX_SET_COOKIE_BYTES - _ATTRIBUTE_ALLOWANCE - len(name) - 3
+        self.chunk_size = MAX_SET_COOKIE_BYTES - _ATTRIBUTE_ALLOWANCE - len(self.cookie_name) - 3
+        # Only sessions that opened are kept: garbage cookies cannot flush the cache of real ones.
+        self.opened: TtlCache[SessionState] = TtlCache(OPENED_CACHE_ENTRIES)
 
     def stale_names(self, request: web.BaseRequest) -> list[str]:
         """Every chunk-like cookie the request carries, gaps or not: all are replaced on save."""
@@ -71,36 +73,39 @@ class ChunkedCookieStorage(AbstractStorage):
             names.append(name)
         return names
 
-    async def load_session(self, request: web.Request) -> Session:
-        names = [] if self.duplicated(request) else self.chunk_names(request)
-        sealed = "".join(request.cookies[name] for name in names)
-        data = self._open(sealed) if sealed else None
-        if data is None:
-            return Session(None, data=None, new=True, max_age=self.max_age)
-        return Session(None, data=data, new=False, max_age=self.max_age)
+    async def load(self, request: web.BaseRequest) -> SessionState | None:
+        if self.cookie_name + "_0" not in request.cookies or self.duplicated(request):
+            return None
+        sealed = "".join(request.cookies[name] for name in self.chunk_names(request))
+        key = digest(sealed)
+        state = self.opened.get(key)
+        if state is None:
+            state = self.open(sealed)
+            if state is None:
+                return None
+            self.opened.put(key, state, state.started_at + self.max_lifetime)
+        elif time.time() - state.started_at > self.max_lifetime:
+            return None
+        return state
 
-    def _open(self, sealed: str) -> dict[str, Any] | None:
+    def open(self, sealed: str) -> SessionState | None:
         plaintext = self.box.open(sealed, self.cookie_name.encode())
-        if plaintext is None:
+        data = envelope(plaintext) if plaintext is not None else None
+        state = SessionState.from_envelope(data) if data is not None else None
+        if state is None or time.time() - state.started_at > self.max_lifetime:
             return None
-        data = envelope(plaintext)
-        if data is None:
-            return None
-        if time.time() - signed_in_at(data) > self.max_lifetime:
-            return None
-        return data
+        return state
 
-    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
-        old = self.stale_names(request)
-        data = self._get_session_data(session)
-        chunks: list[str] = []
-        if data:
-            sealed = self.box.seal(json.dumps(data, separators=(",", ":")).encode(), self.cookie_name.encode())
-            chunks = [sealed[i : i + self.chunk_size] for i in range(0, len(sealed), self.chunk_size)]
-            remaining = max(0, int(signed_in_at(data) + self.max_lifetime - time.time()))
-            for index, chunk in enumerate(chunks):
-                response.set_cookie(f"{self.cookie_name}_{index}", chunk, max_age=remaining, **cookie_attributes(self.secure))
-        written = {f"{self.cookie_name}_{index}" for index in range(len(chunks))}
-        for name in old:  # stale chunks of a longer session, planted ones, or all of them on sign-out
-            if name not in written:
-                response.del_cookie(name, **cookie_attributes(self.secure))
+    async def save(self, request: web.BaseRequest, state: SessionState) -> list[SetCookie]:
+        sealed = self.box.seal(json.dumps(state.to_envelope(time.time()), separators=(",", ":")).encode(), self.cookie_name.encode())
+        remaining = max(0, int(state.started_at + self.max_lifetime - time.time()))
+        chunks = [sealed[i : i + self.chunk_size] for i in range(0, len(sealed), self.chunk_size)]
+        cookies = [SetCookie(f"{self.cookie_name}_{index}", chunk, remaining, self.secure) for index, chunk in enumerate(chunks)]
+        return cookies + self._delete_stale(request, {c.name for c in cookies})
+
+    async def clear(self, request: web.BaseRequest) -> list[SetCookie]:
+        return self._delete_stale(request, set())
+
+    def _delete_stale(self, request: web.BaseRequest, written: set[str]) -> list[SetCookie]:
+        # Stale chunks of a longer session, planted ones, or all of them on sign-out.
+        return [SetCookie(name, None, secure=self.secure) for name in self.stale_names(request) if name not in written]

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .crypto import SecretBox
 from .model import finite_number
+from .store import SetCookie
 
 LIFETIME = 600  # seconds: a sign-in that takes longer starts again
 MAX_PENDING = 5  # parallel sign-ins kept; older ones are dropped so cookies cannot pile up
@@ -46,19 +47,16 @@ class LoginStateCookies:
     def name_for(self, state: str) -> str:
         return f"{self.base_name}_{hashlib.sha256(state.encode()).hexdigest()[:16]}"
 
-    def _attributes(self) -> dict[str, object]:
-        return {"path": "/", "httponly": True, "samesite": "Lax", "secure": self.secure}
-
-    def save(self, request: web.BaseRequest, response: web.StreamResponse, login: LoginState) -> None:
+    def save(self, request: web.BaseRequest, login: LoginState) -> list[SetCookie]:
+        """The cookie for a new sign-in attempt, and deletions of the oldest pending ones beyond MAX_PENDING."""
         pending = sorted(
             (name for name in request.cookies if self._pending_name.fullmatch(name)),
             key=lambda name: self._created(request.cookies[name], name),
         )
-        for name in pending[: max(0, len(pending) - MAX_PENDING + 1)]:
-            response.del_cookie(name, **self._attributes())
+        dropped = [SetCookie(name, None, secure=self.secure) for name in pending[: max(0, len(pending) - MAX_PENDING + 1)]]
         name = self.name_for(login.state)
         sealed = self.box.seal(json.dumps(asdict(login)).encode(), name.encode())
-        response.set_cookie(name, sealed, max_age=LIFETIME, **self._attributes())
+        return [*dropped, SetCookie(name, sealed, LIFETIME, self.secure)]
 
     def _created(self, sealed: str, name: str) -> float:
         opened = self.box.open(sealed, name.encode())
@@ -84,8 +82,8 @@ class LoginStateCookies:
             return None
         return login
 
-    def clear(self, response: web.StreamResponse, state: str) -> None:
-        response.del_cookie(self.name_for(state), **self._attributes())
+    def clear(self, state: str) -> list[SetCookie]:
+        return [SetCookie(self.name_for(state), None, secure=self.secure)]
 
 
 def _well_typed(login: LoginState) -> bool:

@@ -83,6 +83,44 @@ class SignedIn:
         return self.access_expires_at - (time.time() if now is None else now) <= seconds
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: identity hashing, so caches can key derived values on a state
+class SessionState:
+    """One browser's session as stored: its tokens, when it began, when it was last active."""
+
+    signed_in: SignedIn
+    started_at: float  # the sign-in: max_lifetime counts from here
+    seen_at: float | None  # last activity, for idle_timeout; None when the sealed value is not a number
+
+    @classmethod
+    def new(cls, signed_in: SignedIn) -> "SessionState":
+        return cls(signed_in, signed_in.created_at, signed_in.created_at)
+
+    @classmethod
+    def from_envelope(cls, data: dict[str, Any]) -> "SessionState | None":
+        """A state from `envelope()`'s checked shape; None when the tokens are not of the shape we write."""
+        inner = data.get("session", {})
+        signed_in = SignedIn.from_dict(inner)
+        if signed_in is None:
+            return None
+        return cls(signed_in, signed_in_at(data), finite_number(inner.get(SEEN, data["created"])))
+
+    def to_envelope(self, now: float) -> dict[str, Any]:
+        """The stored form (aiohttp-session's shape, so sessions from earlier versions still open)."""
+        inner = self.signed_in.to_dict()
+        if self.seen_at is not None:
+            inner[SEEN] = int(self.seen_at)
+        return {"created": int(now), "session": inner}
+
+    def with_tokens(self, signed_in: SignedIn) -> "SessionState":
+        return SessionState(signed_in, self.started_at, self.seen_at)
+
+    def seen(self, now: float) -> "SessionState":
+        return SessionState(self.signed_in, self.started_at, now)
+
+
+SEEN = "seen"  # last activity inside the sealed session
+
+
 def finite_number(value: object) -> float | None:
     """A sealed number as a float; None for anything else (strings, bools, NaN, infinities)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -2,7 +2,9 @@
 
 For fleets: every gateway instance sees the same sessions, and sign-out really ends one.
 The Redis key is a hash of the cookie id (a Redis dump does not reveal live cookies) and the
-value is sealed like a cookie session (nor does it reveal tokens).
+value is sealed like a cookie session (nor does it reveal tokens). Every request reads Redis
+(a session ended on another instance is ended here too); an unchanged sealed value is opened
+once and then found by its digest.
 """
 
 from __future__ import annotations
@@ -12,81 +14,93 @@ import json
 import re
 import secrets
 import time
-from typing import Any
 
 import redis.asyncio as redis
 from aiohttp import web
-from aiohttp_session import AbstractStorage, Session
 
-from .cookie_store import cookie_attributes, prefixed
-from .model import envelope, signed_in_at
 from ..errors import SessionError
+from ..ttl_cache import TtlCache
+from .cookie_store import OPENED_CACHE_ENTRIES, digest
 from .crypto import SecretBox
+from .model import SessionState, envelope
+from .store import SetCookie, prefixed
 
 KEY_PREFIX = "gw:session:"
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32): any other cookie value is no session
+_SESSION_ID_KEY = "redis_session_id"  # the id a request's session was loaded under
 
 
 def redis_key(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class RedisSessionStorage(AbstractStorage):
+class RedisSessionStore:
     def __init__(self, client: redis.Redis, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
-        super().__init__(cookie_name=prefixed(cookie_name, secure), max_age=int(max_lifetime), **cookie_attributes(secure))
+        self.cookie_name = prefixed(cookie_name, secure)
         self.client = client
         self.box = box
         self.secure = secure
         self.max_lifetime = max_lifetime
+        self.opened: TtlCache[SessionState] = TtlCache(OPENED_CACHE_ENTRIES)
 
-    def _session_id(self, request: web.Request) -> str | None:
-        session_id = self.load_cookie(request)
-        return session_id if isinstance(session_id, str) and SESSION_ID.fullmatch(session_id) else None
+    def _session_id(self, request: web.BaseRequest) -> str | None:
+        session_id = request.cookies.get(self.cookie_name)
+        return session_id if session_id is not None and SESSION_ID.fullmatch(session_id) else None
 
-    async def load_session(self, request: web.Request) -> Session:
+    async def load(self, request: web.BaseRequest) -> SessionState | None:
         session_id = self._session_id(request)
-        try:
-            data = await self._read(session_id) if session_id else None
-        except (redis.RedisError, OSError) as exc:
-            raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
-        if data is None:
-            return Session(None, data=None, new=True, max_age=self.max_age)
-        return Session(session_id, data=data, new=False, max_age=self.max_age)
-
-    async def _read(self, session_id: str) -> dict[str, Any] | None:
+        if session_id is None:
+            return None
         key = redis_key(session_id)
-        sealed = await self.client.get(key)
-        opened = self.box.open(sealed.decode(), key.encode()) if sealed else None
-        if opened is None:
-            return None
-        data = envelope(opened)
-        if data is None or time.time() - signed_in_at(data) > self.max_lifetime:
-            return None
-        return data
-
-    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
         try:
-            await self._write(request, response, session)
+            sealed = await self.client.get(key)
         except (redis.RedisError, OSError) as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
+        if sealed is None:
+            return None
+        text = sealed.decode() if isinstance(sealed, bytes) else sealed
+        cache_key = digest(key + text)  # the value is sealed for its key: the pair names the session
+        state = self.opened.get(cache_key)
+        if state is None:
+            state = self._open(key, text)
+            if state is None:
+                return None
+            self.opened.put(cache_key, state, state.started_at + self.max_lifetime)
+        elif time.time() - state.started_at > self.max_lifetime:
+            return None
+        request[_SESSION_ID_KEY] = session_id
+        return state
 
-    async def _write(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    def _open(self, key: str, sealed: str) -> SessionState | None:
+        opened = self.box.open(sealed, key.encode())
+        data = envelope(opened) if opened is not None else None
+        state = SessionState.from_envelope(data) if data is not None else None
+        if state is None or time.time() - state.started_at > self.max_lifetime:
+            return None
+        return state
+
+    async def save(self, request: web.BaseRequest, state: SessionState) -> list[SetCookie]:
         old_id = self._session_id(request)
-        data = self._get_session_data(session)
-        if not data:
-            if old_id:
-                await self.client.delete(redis_key(old_id))
-            response.del_cookie(self.cookie_name, **cookie_attributes(self.secure))
-            return
-        session_id = session.identity
-        if session.new or session_id is None:
-            # A fresh id at every sign-in: an id planted before sign-in is never promoted (fixation).
-            session_id = secrets.token_urlsafe(32)
-            session.set_new_identity(session_id)
-            if old_id:
-                await self.client.delete(redis_key(old_id))
+        # A fresh id at every sign-in: an id planted before sign-in is never promoted (fixation).
+        # A refresh or an idle-timeout touch keeps the id the session was loaded under.
+        session_id = old_id if old_id is not None and request.get(_SESSION_ID_KEY) == old_id else secrets.token_urlsafe(32)
         key = redis_key(session_id)
-        remaining = max(1, int(signed_in_at(data) + self.max_lifetime - time.time()))
-        sealed = self.box.seal(json.dumps(data, separators=(",", ":")).encode(), key.encode())
-        await self.client.set(key, sealed, ex=remaining)
-        response.set_cookie(self.cookie_name, session_id, max_age=remaining, **cookie_attributes(self.secure))
+        remaining = max(1, int(state.started_at + self.max_lifetime - time.time()))
+        sealed = self.box.seal(json.dumps(state.to_envelope(time.time()), separators=(",", ":")).encode(), key.encode())
+        try:
+            if old_id is not None and old_id != session_id:
+                await self.client.delete(redis_key(old_id))
+            await self.client.set(key, sealed, ex=remaining)
+        except (redis.RedisError, OSError) as exc:
+            raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
+        request[_SESSION_ID_KEY] = session_id
+        return [SetCookie(self.cookie_name, session_id, remaining, self.secure)]
+
+    async def clear(self, request: web.BaseRequest) -> list[SetCookie]:
+        old_id = self._session_id(request)
+        if old_id is not None:
+            try:
+                await self.client.delete(redis_key(old_id))
+            except (redis.RedisError, OSError) as exc:
+                raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
+        return [SetCookie(self.cookie_name, None, secure=self.secure)]

@@ -374,7 +374,7 @@ async def provider_against_op(kind: str) -> AsyncIterator[tuple[MisbehavingOp, A
         }, env={})  # fmt: skip
         assert config.provider is not None
         async with aiohttp.ClientSession() as http:
-            yield op, await Provider(config.provider, http).load()
+            yield op, await Provider(config.provider, lambda: http).load()
     finally:
         await op.stop()
 

@@ -1,4 +1,7 @@
-"""The encrypted, chunked cookie storage through a real aiohttp app and raw Set-Cookie lines."""
+"""The encrypted, chunked cookie store through a real aiohttp app and raw Set-Cookie lines.
+
+The session's id token stands in for a blob of any size.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +12,40 @@ from http.cookies import SimpleCookie
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp_session import get_session, session_middleware
-
-from gateway.session.cookie_store import ChunkedCookieStorage
+from gateway.session import cookies as session_cookies
+from gateway.session.cookie_store import CookieSessionStore
 from gateway.session.crypto import SecretBox
+from gateway.session.model import SessionState, SignedIn
 from tests.fixtures.servers import start_runner
 
 OLD, NEW = "o" * 40, "n" * 40
 
 
-def storage(secret_list=(NEW,), secure=False, max_lifetime=3600.0) -> ChunkedCookieStorage:
-    return ChunkedCookieStorage(SecretBox(tuple(secret_list), "session"), "_gw_session", secure, max_lifetime)
+def storage(secret_list=(NEW,), secure=False, max_lifetime=3600.0) -> CookieSessionStore:
+    return CookieSessionStore(SecretBox(tuple(secret_list), "session"), "_gw_session", secure, max_lifetime)
 
 
-async def serve(store: ChunkedCookieStorage) -> tuple[web.AppRunner, str]:
+def blob_session(blob: str) -> SessionState:
+    now = time.time()
+    return SessionState.new(SignedIn(id_token=blob, access_token="a", refresh_token=None, access_expires_at=now + 3600, created_at=now))
+
+
+async def serve(store: CookieSessionStore) -> tuple[web.AppRunner, str]:
     async def put(request: web.Request) -> web.Response:
-        session = await get_session(request)
-        session["blob"] = request.query["blob"] if "blob" in request.query else secrets.token_urlsafe(int(request.query["size"]))[: int(request.query["size"])]
-        return web.Response(text=session["blob"])
+        blob = request.query["blob"] if "blob" in request.query else secrets.token_urlsafe(int(request.query["size"]))[: int(request.query["size"])]
+        session_cookies.queue(request, await store.save(request, blob_session(blob)))
+        return web.Response(text=blob)
 
     async def read(request: web.Request) -> web.Response:
-        session = await get_session(request)
-        return web.json_response({"blob": session.get("blob"), "new": session.new})
+        state = await store.load(request)
+        return web.json_response({"blob": state.signed_in.id_token if state else None, "new": state is None})
 
     async def clear(request: web.Request) -> web.Response:
-        (await get_session(request)).invalidate()
+        session_cookies.queue(request, await store.clear(request))
         return web.Response(text="cleared")
 
-    app = web.Application(middlewares=[session_middleware(store)])
+    app = web.Application()
+    app.on_response_prepare.append(session_cookies.on_prepare)
     app.router.add_get("/put", put)
     app.router.add_get("/get", read)
     app.router.add_get("/clear", clear)

@@ -23,9 +23,7 @@ import time
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from aiohttp_session import Session
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -33,10 +31,10 @@ from multidict import CIMultiDict
 from gateway.auth.identity import header_value
 from gateway.auth.rules import permits
 from gateway.config import IdentityConfig, RuleConfig
-from gateway.session.cookie_store import MAX_CHUNKS, ChunkedCookieStorage
+from gateway.session.cookie_store import MAX_CHUNKS, CookieSessionStore
 from gateway.session.crypto import SecretBox
 from gateway.session.login_state import LoginState, LoginStateCookies
-from gateway.session.model import SignedIn, groups_of, username_of
+from gateway.session.model import SessionState, SignedIn, groups_of, username_of
 
 SECRET = "fuzz-session-secret-0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef-xyz"
@@ -48,7 +46,7 @@ MEDIUM = settings(FAST, max_examples=300)
 SLOW = settings(FAST, max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 BOX = SecretBox((SECRET,), "session")
-STORAGE = ChunkedCookieStorage(BOX, NAME, secure=False, max_lifetime=12 * 3600)
+STORAGE = CookieSessionStore(BOX, NAME, secure=False, max_lifetime=12 * 3600)
 RULES = (
     RuleConfig(path="/a", groups=("admins",)),
     RuleConfig(path="/b", scopes=("openid", "api/read")),
@@ -68,7 +66,7 @@ def run(coro: Any) -> Any:
 
 
 class CookieRequest:
-    """All ChunkedCookieStorage.load_session reads: `request.cookies` (any mapping) and the raw Cookie header."""
+    """All CookieSessionStore.load reads: `request.cookies` (any mapping) and the raw Cookie header."""
 
     def __init__(self, cookies: dict[str, str]) -> None:
         self.cookies = cookies
@@ -113,12 +111,12 @@ REAL_CHUNKS = chunks_of(REAL_SEALED)
 assert len(REAL_CHUNKS) == 3
 
 
-def load(cookies: dict[str, str]) -> Session:
-    return run(STORAGE.load_session(CookieRequest(cookies)))
+def load(cookies: dict[str, str]) -> SessionState | None:
+    return run(STORAGE.load(CookieRequest(cookies)))
 
 
-def load_from_header(header: str) -> Session:
-    return run(STORAGE.load_session(make_mocked_request("GET", "/", headers={"Cookie": header})))
+def load_from_header(header: str) -> SessionState | None:
+    return run(STORAGE.load(make_mocked_request("GET", "/", headers={"Cookie": header})))
 
 
 def joined_chunks(cookies: dict[str, str]) -> str:
@@ -131,10 +129,10 @@ def joined_chunks(cookies: dict[str, str]) -> str:
     return "".join(parts)
 
 
-def assert_only_real(session: Session, cookies: dict[str, str] | None = None) -> None:
-    if session.empty:
+def assert_only_real(session: SessionState | None, cookies: dict[str, str] | None = None) -> None:
+    if session is None:
         return
-    assert dict(session) == REAL_SESSION, "a session opened that the real secret never sealed"
+    assert session.signed_in.to_dict() == REAL_SESSION, "a session opened that the real secret never sealed"
     if cookies is not None:
         assert joined_chunks(cookies) == REAL_SEALED, "a session opened from chunks that are not its sealed value"
 
@@ -259,11 +257,12 @@ def test_edited_real_chunks_open_only_as_the_real_session(edit_list):
     session = load(cookies)
     assert_only_real(session, cookies)
     if joined_chunks(cookies) == REAL_SEALED:
-        assert not session.empty and dict(session) == REAL_SESSION
+        assert session is not None and session.signed_in.to_dict() == REAL_SESSION
 
 
 def test_the_untouched_real_session_opens():
-    assert dict(load(chunk_cookies(REAL_CHUNKS))) == REAL_SESSION
+    state = load(chunk_cookies(REAL_CHUNKS))
+    assert state is not None and state.signed_in.to_dict() == REAL_SESSION
 
 
 @MEDIUM
@@ -278,9 +277,9 @@ def test_sealed_by_anything_else_is_no_session(source, order):
     else:
         sealed = SecretBox((SECRET,), "login").seal(json.dumps({"created": time.time(), "session": REAL_SESSION}).encode(), b"_gw_session_login_0")
     chunks = chunks_of(sealed)
-    assert load(chunk_cookies(chunks)).empty
+    assert load(chunk_cookies(chunks)) is None
     shuffled = [chunks[i] for i in order if i < len(chunks)]
-    assert load(chunk_cookies(shuffled)).empty
+    assert load(chunk_cookies(shuffled)) is None
 
 
 # --- SecretBox.open ---------------------------------------------------------------------------
@@ -358,13 +357,11 @@ json_values = st.recursive(
 created_values = st.one_of(json_values, st.just(None), st.floats(-1e13, 1e13), st.integers(int(time.time()) - 10**5, int(time.time()) + 10**5))
 
 
-def consume(session: Session) -> None:
-    """What the gateway does with a loaded session, from the gate to the response (gate.py, login.py, identity.py)."""
-    if session.empty:
+def consume(session: SessionState | None) -> None:
+    """What the gateway does with a loaded session, from the gate to the response (authenticate.py, login.py, identity.py)."""
+    if session is None:
         return
-    signed_in = SignedIn.from_dict(dict(session))
-    if signed_in is None:
-        return
+    signed_in = session.signed_in
     claims = signed_in.claims
     username_of(claims)
     groups_of(claims)
@@ -378,9 +375,11 @@ def consume(session: Session) -> None:
     signed_in.to_dict()
 
 
-def save(session: Session) -> None:
-    session.changed()
-    run(STORAGE.save_session(CookieRequest({}), web.Response(), session))
+def save(session: SessionState | None) -> None:
+    if session is None:
+        run(STORAGE.clear(CookieRequest({})))
+    else:
+        run(STORAGE.save(CookieRequest({}), session))
 
 
 @MEDIUM
@@ -397,15 +396,15 @@ def test_well_sealed_malformed_envelopes_never_crash_the_store(created, session)
     data = {"created": int(time.time()) if created is None else created, "session": session}
     cookies = chunk_cookies(chunks_of(BOX.seal(json.dumps(data).encode(), NAME.encode())))
     loaded = load(cookies)
-    if not loaded.empty:
-        assert isinstance(loaded.created, (int, float)) and math.isfinite(loaded.created)
+    if loaded is not None:
+        assert math.isfinite(loaded.started_at)
         save(loaded)
 
 
 def test_deeply_nested_sealed_json_is_no_session():
     """Regression: json.loads raised RecursionError (not a ValueError) on a small, well-compressed payload."""
     cookies = chunk_cookies(chunks_of(BOX.seal(b"[" * 100_000 + b"]" * 100_000, NAME.encode())))
-    assert load(cookies).empty
+    assert load(cookies) is None
 
 
 # Token payloads of any JSON shape, numbers of any kind (NaN, infinities, strings, bools included).
@@ -437,7 +436,7 @@ def test_well_sealed_session_values_never_crash_what_uses_them(session):
     loaded = load(cookies)
     iat = session.get("iat")
     if isinstance(iat, (int, float)) and not isinstance(iat, bool) and time.time() - iat > STORAGE.max_lifetime:
-        assert loaded.empty  # max_lifetime counts from the sealed sign-in time
+        assert loaded is None  # max_lifetime counts from the sealed sign-in time
     consume(loaded)
     save(loaded)
 
@@ -458,11 +457,10 @@ MODEL_SHAPES = [  # found by fuzzing: each was a 500 (or a session that never ex
 @pytest.mark.parametrize("session", MODEL_SHAPES)
 def test_ill_shaped_sessions_are_read_safely(session):
     loaded = load(chunk_cookies(chunks_of(sealed_session(session))))
-    assert not loaded.empty
+    assert (loaded is not None) == (SignedIn.from_dict(session) is not None)  # opened: only the model refuses
     consume(loaded)
-    signed_in = SignedIn.from_dict(dict(loaded))
-    if signed_in is not None:  # accepted: then its values are sane
-        assert math.isfinite(signed_in.access_expires_at) and isinstance(signed_in.claims, dict)
+    if loaded is not None:  # accepted: then its values are sane
+        assert math.isfinite(loaded.signed_in.access_expires_at) and isinstance(loaded.signed_in.claims, dict)
 
 
 # --- login-state cookies -----------------------------------------------------------------------
@@ -492,13 +490,13 @@ def test_login_state_load_of_arbitrary_cookies_is_none(cookies, state):
 @example({f"{NAME}_login_{suffix}": "x" for suffix in ["(", "a", "b", "c", "d"]})  # was a 500: deleting `_login_(`
 @given(st.dictionaries(login_names, chunk_values, max_size=40))
 def test_login_state_save_with_arbitrary_cookies(cookies):
-    response = web.Response()
-    LOGINS.save(CookieRequest(cookies), response, REAL_LOGIN)
+    written = {c.name: c for c in LOGINS.save(CookieRequest(cookies), REAL_LOGIN)}
     new_name = LOGINS.name_for(REAL_LOGIN.state)
-    assert response.cookies[new_name].value
+    assert written[new_name].value
+    assert all(c.header_value() for c in written.values())  # every name can be carried by Set-Cookie
     ours = re.compile(re.escape(LOGINS.base_name) + "_[0-9a-f]{16}")
     pending = [n for n in cookies if ours.fullmatch(n) and n != new_name]
-    deleted = [n for n, m in response.cookies.items() if m["max-age"] == "0"]
+    deleted = [n for n, c in written.items() if c.value is None]
     assert all(ours.fullmatch(n) for n in deleted)  # only names the gateway could have set
     assert len(pending) - len(deleted) + 1 <= 5
 
@@ -555,18 +553,19 @@ def test_ill_typed_login_states_are_refused(payload):
 
 @pytest.mark.parametrize("seen", ["x", [1], float("nan"), True], ids=["string", "list", "nan", "bool"])
 def test_unreadable_activity_time_counts_as_idle(seen):
-    """Found by fuzzing: a well-sealed session whose `seen` is not a finite number was a 500 (or never idle)."""
-    from gateway.auth.gate import _idle_expired
+    """Found by fuzzing: a well-sealed session whose `seen` is not a finite number was a 500 (or never idle).
 
+    `seen_at is None` is what the authenticator ends as idle (tests/unit/auth/test_authenticate.py).
+    """
     loaded = load(chunk_cookies(chunks_of(sealed_session({**REAL_SESSION, "seen": seen}))))
-    assert not loaded.empty
-    assert _idle_expired(loaded, 600.0) is True  # unreadable activity time: treat as idle, never crash
+    assert loaded is not None
+    assert loaded.seen_at is None  # unreadable activity time: treat as idle, never crash
 
 
 @pytest.mark.parametrize("cookie", ["\udcff", "é" * 43, "x", "a" * 44, "a" * 42 + "!"])
 def test_a_redis_session_cookie_not_of_our_shape_is_no_session(cookie):
     """Found by fuzzing: `Cookie: _gw_session=\\xff` (any client) reads as a lone surrogate; redis_key() encoded it: a 500."""
-    from gateway.session.redis_store import RedisSessionStorage
+    from gateway.session.redis_store import RedisSessionStore
 
-    storage = RedisSessionStorage(None, BOX, NAME, secure=False, max_lifetime=3600)  # type: ignore[arg-type]  # never reached
-    assert run(storage.load_session(CookieRequest({NAME: cookie}))).empty  # never reaches Redis (client is None)
+    storage = RedisSessionStore(None, BOX, NAME, secure=False, max_lifetime=3600)  # type: ignore[arg-type]  # never reached
+    assert run(storage.load(CookieRequest({NAME: cookie}))) is None  # never reaches Redis (client is None)
