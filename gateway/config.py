@@ -153,6 +153,11 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    access_log: bool = True  # one line per request; off saves its cost on every request
+
+
+@dataclass(frozen=True)
 class SignInConfig:
     """Sign-in as configured: the provider and the public URL are never missing (see Config.sign_in)."""
 
@@ -173,6 +178,7 @@ class Config:
     endpoints_prefix: str = "/oauth2"
     shutdown_grace: float = 30.0
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     provider: ProviderConfig | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
@@ -664,6 +670,9 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         timeout=refresh_section.get("timeout", 5.0, _positive(parse_duration)),
     )
     refresh_section.done()
+    logging_section = top.section("logging")
+    logging = LoggingConfig(access_log=logging_section.get("access_log", True, _boolean))
+    logging_section.done()
     config = Config(
         upstreams=upstreams,
         listen_host=listen_host,
@@ -674,6 +683,7 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         endpoints_prefix=top.get("endpoints_prefix", "/oauth2", lambda v: _path_prefix(v).rstrip("/")),
         shutdown_grace=top.get("shutdown_grace", 30.0, parse_duration),
         limits=limits,
+        logging=logging,
         provider=provider,
         session=_session(top.section("session"), needs_secrets=provider is not None),
         refresh=refresh,

@@ -19,7 +19,7 @@ PUBLISHED_SECRET_DIGESTS = frozenset(
         "3eb1bd439947eb762998e566ccc2e099c791118b2f40579cc4f7da2b5061b7f9",  # tests/integration/test_cli.py
         "c62e4615bd39e222572f3a1bf7c2132ea1e65b17ec805047bd6b2842c593493f",  # tests/unit/test_config.py
         "c5492ac0e3a692d1654a2e837687bf016fb302be98220b48e1378061ac99026d",  # tests/interop/test_oidc_provider.py (a client secret)
-        "6143e398f5616d463d90fc6bdb82a66810131aa47ba3dd8b2dd377fd2a8b39c1",  # tests/unit/test_fuzz_*.py
+        "6143e398f5616d463d90fc6bdb82a66810131aa47ba3dd8b2dd377fd2a8b39c1",  # tests/unit/**/test_fuzz_*.py
     }
 )
 _PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me")

@@ -10,6 +10,7 @@ import sys
 from typing import Awaitable, Callable, Coroutine, Any
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from .app import create_app, parser_limits
 from .config import Config
@@ -55,6 +56,7 @@ async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunn
         handle_signals=False,
         shutdown_timeout=config.shutdown_grace,
         access_log_class=AccessLogger,
+        access_log=access_logger if config.logging.access_log else None,
         header_timeout=config.limits.header_timeout,
         keepalive_timeout=config.limits.keepalive_timeout,
         **parser_limits(config),

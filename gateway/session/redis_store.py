@@ -27,7 +27,7 @@ from .store import SetCookie, prefixed
 
 KEY_PREFIX = "gw:session:"
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32): any other cookie value is no session
-_SESSION_ID_KEY = "redis_session_id"  # the id a request's session was loaded under
+_SESSION_ID_KEY = web.RequestKey("redis_session_id", str)  # the id a request's session was loaded under
 
 
 def redis_key(session_id: str) -> str:

@@ -6,6 +6,7 @@ carry the cookies the previous step set. Redis is a real redis-server on 127.0.0
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import AsyncIterator
 
@@ -20,7 +21,7 @@ from gateway.session.redis_store import RedisSessionStore
 from gateway.session.store import SessionStore, SetCookie
 from tests.fixtures.redis import RedisServer
 
-SECRET = "contract-test-secret-0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # a literal would have to be listed in gateway/published_secrets.py
 NAME = "_gw_session"
 
 
