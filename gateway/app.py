@@ -21,7 +21,7 @@ from .config import Config
 from .errors import SessionError
 from .hosts import request_host, valid_host
 from .ops.health import READINESS, add_health_routes
-from .proxy.http import HttpProxy
+from .proxy.http import SKIP_AUTO_HEADERS, HttpProxy
 from .proxy.routing import Route, Router
 from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
@@ -53,6 +53,7 @@ class ClientSessions:
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True),
             auto_decompress=False,  # bytes pass through as the upstream encoded them
+            skip_auto_headers=SKIP_AUTO_HEADERS,  # the upstream sees what the client sent, nothing aiohttp invents
             cookie_jar=aiohttp.DummyCookieJar(),  # never mix one user's upstream cookies into another's
             timeout=aiohttp.ClientTimeout(total=None),
         )
@@ -117,8 +118,7 @@ class ProxyPath:
         route = self.proxy.router.select(host, request.path)
         if route is None:
             return error_response(request, 404, "no_upstream", "No application is configured for this path.")
-        headers = self.proxy.upstream_headers(request, route)
-        verdict.headers_to_remove.remove_from(headers)
+        headers = self.proxy.upstream_headers(request, route, verdict.headers_to_remove)
         for name, value in verdict.headers_to_set:
             headers[name] = value
         if is_websocket_upgrade(request):

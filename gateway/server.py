@@ -15,6 +15,7 @@ from aiohttp.log import access_logger
 from .app import create_app, parser_limits
 from .config import Config
 from .connections import GatewayRunner
+from .ops import access_log
 from .ops.access_log import AccessLogger
 
 log = logging.getLogger("gateway")
@@ -33,6 +34,7 @@ def run_until_signalled(start: Callable[[], Awaitable[list[web.AppRunner]]]) -> 
         log.info("draining: finishing in-flight requests")
         for runner in runners:
             await runner.cleanup()
+        access_log.flush()
 
     _event_loop_run(main())
 

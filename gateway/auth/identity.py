@@ -60,13 +60,22 @@ class SpoofedHeaders:
         self.matcher = HeaderMatcher([*names, *FOREIGN_NAMES, *PATH_OVERRIDE_NAMES, *extra.names], [*FOREIGN_PREFIXES, *extra.prefixes])
         # The upstream will trust Authorization as the gateway's: only a token the gateway verified may pass.
         self.authorization = identity.pass_authorization
+        self._seen: dict[str, bool] = {}  # name as sent -> refused; names repeat, so each is matched once
+
+    def __call__(self, name: str) -> bool:
+        """Whether a client may not send this header, in any spelling; on every path."""
+        refused = self._seen.get(name)
+        if refused is None:
+            refused = self.matcher(name) or (self.authorization and name.lower() == "authorization")
+            if len(self._seen) >= 4096:  # bounded: a client inventing names only churns it
+                self._seen.clear()
+            self._seen[name] = refused
+        return refused
 
     def remove_from(self, headers: CIMultiDict[str]) -> None:
-        """Remove client-sent identity headers, in any spelling; always, on every path."""
-        for name in [n for n in headers if self.matcher(n)]:
+        """Remove client-sent identity headers from `headers`."""
+        for name in [n for n in headers if self(n)]:
             headers.popall(name, None)
-        if self.authorization:
-            headers.popall("Authorization", None)
 
 
 class HeaderRenderer:

@@ -50,14 +50,22 @@ def normalized(name: str) -> str:
     return _NOT_ALNUM.sub("-", name.lower())
 
 
-def _forged_forwarding(name: str, trusted: bool) -> bool:
+_KEEP, _DROP, _TRUSTED_ONLY = 0, 1, 2
+
+
+@lru_cache(maxsize=4096)  # names repeat from request to request; the cache is bounded
+def _incoming_name(name: str) -> int:
+    """What happens to a client's request header of this name: kept, dropped, or kept from a trusted proxy only."""
     lower = name.lower()
+    if lower in HOP_BY_HOP or lower in _REPLACED_BY_US or lower == "expect":  # aiohttp's server answered 100-continue
+        return _DROP
     if lower in _FORWARDING_ALIASES:
-        return not trusted
+        return _TRUSTED_ONLY
     if "_" in lower or "." in lower:  # cheap test first: most names have neither
         spelled = normalized(lower)
-        return spelled in _REPLACED_BY_US or spelled in _FORWARDING_ALIASES
-    return False
+        if spelled in _REPLACED_BY_US or spelled in _FORWARDING_ALIASES:
+            return _DROP
+    return _KEEP
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -130,12 +138,26 @@ def forwarding_headers(
 
 
 def upstream_request_headers(
-    incoming: CIMultiDictProxy[str], client: ClientView, trusted: bool, host_header: HostHeader | str, upstream_host: str
+    incoming: CIMultiDictProxy[str],
+    client: ClientView,
+    trusted: bool,
+    host_header: HostHeader | str,
+    upstream_host: str,
+    refused: Callable[[str], bool] = lambda name: False,
 ) -> CIMultiDict[str]:
-    """The headers the upstream receives, before identity headers are added."""
-    headers = end_to_end(incoming, drop=_REPLACED_BY_US)
-    for name in [n for n in headers if _forged_forwarding(n, trusted)]:
-        headers.popall(name, None)
+    """The headers the upstream receives, before identity headers are added, in one pass over the client's.
+
+    `refused` names more client headers to leave out (identity headers a client may not send).
+    """
+    listed = connection_listed(incoming) if "Connection" in incoming else ()
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        fate = _incoming_name(name)
+        if fate == _DROP or (fate == _TRUSTED_ONLY and not trusted) or refused(name):
+            continue
+        if listed and name.lower() in listed:
+            continue
+        headers.add(name, value)
     headers.extend(forwarding_headers(incoming, client, trusted))
     if host_header is HostHeader.PRESERVE:
         headers["Host"] = incoming.get("Host", upstream_host)

@@ -60,12 +60,12 @@ class HttpProxy:
         self.trusted_proxies = trusted_proxies
         self.private_cookie = private_cookie  # the gateway's own cookies: never sent upstream
 
-    def upstream_headers(self, request: web.BaseRequest, route: Route) -> CIMultiDict[str]:
+    def upstream_headers(self, request: web.BaseRequest, route: Route, refused: Callable[[str], bool]) -> CIMultiDict[str]:
+        """What the upstream gets of the client's headers; `refused` names those a client may never send."""
         trusted = is_trusted(request.remote, self.trusted_proxies)
         headers = upstream_request_headers(
-            request.headers, client_view(request), trusted, route.upstream.host_header, route.upstream_host
+            request.headers, client_view(request), trusted, route.upstream.host_header, route.upstream_host, refused
         )
-        headers.popall("Expect", None)  # aiohttp's server already answered 100-continue
         if self.private_cookie is not None and "Cookie" in headers:
             without_ours = without_cookies(headers.getall("Cookie"), self.private_cookie)
             headers.popall("Cookie")
@@ -90,7 +90,6 @@ class HttpProxy:
                 data=body,
                 timeout=route.timeout,
                 allow_redirects=False,
-                skip_auto_headers=SKIP_AUTO_HEADERS,
             ) as answer:
                 return await self._stream_back(request, answer)
         except asyncio.TimeoutError:
@@ -106,11 +105,17 @@ class HttpProxy:
             return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 
     async def _stream_back(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
-        response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=end_to_end(answer.headers))
+        # Body bytes that came with the upstream's headers go out with ours in one write (one syscall,
+        # one packet). Nothing is waited for: a response whose body is slow still gets its headers at once.
+        arrived = answer.content.read_nowait(CHUNK)
+        kind = _HeadersWithBody if arrived else web.StreamResponse
+        response = kind(status=answer.status, reason=answer.reason, headers=end_to_end(answer.headers))
         if "Content-Length" not in answer.headers and (answer.status in (204, 304) or request.method == "HEAD"):
             response.headers.popall("Transfer-Encoding", None)
         await response.prepare(request)
         try:
+            if arrived:
+                await response.write(arrived)
             async for chunk in answer.content.iter_chunked(CHUNK):
                 await response.write(chunk)
             await response.write_eof()
@@ -125,6 +130,12 @@ class HttpProxy:
             if request.transport is not None:
                 request.transport.abort()
         return response
+
+
+class _HeadersWithBody(web.StreamResponse):
+    """Headers held back until the first body write, then sent with it (aiohttp's web.Response does the same)."""
+
+    _send_headers_immediately = False
 
 
 def _client_gone(request: web.BaseRequest) -> bool:
