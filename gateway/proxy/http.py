@@ -59,6 +59,7 @@ class HttpProxy:
         self.session = session  # a getter: the pooled session exists once the app has started
         self.trusted_proxies = trusted_proxies
         self.private_cookie = private_cookie  # the gateway's own cookies: never sent upstream
+        self._app_cookies_seen: dict[tuple[str, ...], str] = {}
 
     def upstream_headers(self, request: web.BaseRequest, route: Route, refused: Callable[[str], bool]) -> CIMultiDict[str]:
         """What the upstream gets of the client's headers; `refused` names those a client may never send."""
@@ -67,11 +68,22 @@ class HttpProxy:
             request.headers, client_view(request), trusted, route.upstream.host_header, route.upstream_host, refused
         )
         if self.private_cookie is not None and "Cookie" in headers:
-            without_ours = without_cookies(headers.getall("Cookie"), self.private_cookie)
+            without_ours = self._app_cookies(tuple(headers.getall("Cookie")))
             headers.popall("Cookie")
             if without_ours:
                 headers["Cookie"] = without_ours
         return headers
+
+    def _app_cookies(self, sent: tuple[str, ...]) -> str:
+        """The Cookie header without the gateway's cookies; a browser sends the same header request after request."""
+        kept = self._app_cookies_seen.get(sent)
+        if kept is None:
+            assert self.private_cookie is not None
+            kept = without_cookies(list(sent), self.private_cookie)
+            if len(self._app_cookies_seen) >= 1024:  # bounded: a session cookie makes each entry ~5 KB
+                self._app_cookies_seen.clear()
+            self._app_cookies_seen[sent] = kept
+        return kept
 
     async def forward(self, request: web.Request, route: Route, headers: CIMultiDict[str]) -> web.StreamResponse:
         upstream = route.upstream
