@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import aiohttp
-import redis.asyncio as redis
 from aiohttp import web
 
 from ..config import Config, SessionStore as StoreKind, SignInConfig, provider_region
@@ -21,7 +20,6 @@ from ..ops.health import Readiness
 from ..session.cookie_store import CookieSessionStore
 from ..session.crypto import SecretBox
 from ..session.login_state import LoginStateCookies
-from ..session.redis_store import RedisSessionStore
 from ..session.store import SessionStore
 from .authenticate import Authenticator, UserInfo
 from .bearer import BearerVerifier
@@ -33,8 +31,10 @@ from .login import SignIn, userinfo_response
 from .refresh import Refresher
 from .rules import Rules
 from .same_origin import OwnOrigins
-from .shared_refresh import RedisSharedRefresh
 from .signing import SIGNER, GatewaySigner, add_key_routes
+
+if TYPE_CHECKING:  # redis is imported only when a config uses it: it costs ~7 MB of every process
+    import redis.asyncio as redis
 
 
 def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
@@ -64,7 +64,7 @@ class ProviderHttp:
 class SignInParts:
     provider: Provider
     provider_http: ProviderHttp
-    redis_client: redis.Redis | None
+    redis_client: "redis.Redis | None"
     sign_in: SignIn
     authenticator: Authenticator
     forward_auth: ForwardAuth
@@ -104,6 +104,8 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
     provider = Provider(provider_config, provider_http)
     shared = None
     if redis_client is not None:
+        from .shared_refresh import RedisSharedRefresh
+
         # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
         # new kid), plus a margin for the lock round trips.
         shared = RedisSharedRefresh(redis_client, session_box, wait=config.refresh.timeout + provider_config.timeout + 2)
@@ -152,17 +154,23 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     redis_client = parts.redis_client
     if redis_client is not None:
 
+        from ..session.redis_store import unreachable
+
         async def redis_problem() -> str | None:
-            return await _redis_problem(redis_client)
+            return await unreachable(redis_client)
 
         readiness.checks["redis"] = redis_problem
     app.cleanup_ctx.append(parts.lifetime)
 
 
-def _store(config: Config, box: SecretBox, secure: bool) -> tuple[SessionStore, redis.Redis | None]:
+def _store(config: Config, box: SecretBox, secure: bool) -> "tuple[SessionStore, redis.Redis | None]":
     session = config.session
     if session.store is StoreKind.REDIS:
-        client: redis.Redis = redis.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        import redis.asyncio
+
+        from ..session.redis_store import RedisSessionStore
+
+        client = redis.asyncio.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
         return RedisSessionStore(client, box, session.cookie_name, secure, session.max_lifetime), client
     return CookieSessionStore(box, session.cookie_name, secure, session.max_lifetime), None
 
@@ -170,11 +178,3 @@ def _store(config: Config, box: SecretBox, secure: bool) -> tuple[SessionStore, 
 def _signer(config: Config, sign_in: SignInConfig) -> GatewaySigner:
     region = provider_region(sign_in.provider)
     return GatewaySigner.from_secrets(config.session.secrets, config.identity.alb_signer, region, client_id=sign_in.provider.client_id)
-
-
-async def _redis_problem(client: redis.Redis) -> str | None:
-    try:
-        await client.ping()
-        return None
-    except (redis.RedisError, OSError) as exc:
-        return f"redis unreachable: {exc.__class__.__name__}"

@@ -104,3 +104,12 @@ class RedisSessionStore:
             except (redis.RedisError, OSError) as exc:
                 raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         return [SetCookie(self.cookie_name, None, secure=self.secure)]
+
+
+async def unreachable(client: redis.Redis) -> str | None:
+    """For /readyz: None when Redis answers a PING, else a short reason."""
+    try:
+        await client.ping()
+        return None
+    except (redis.RedisError, OSError) as exc:
+        return f"redis unreachable: {exc.__class__.__name__}"
