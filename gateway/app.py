@@ -21,8 +21,9 @@ from .config import Config
 from .errors import SessionError
 from .hosts import request_host, valid_host
 from .ops.health import READINESS, add_health_routes
-from .proxy.http import SKIP_AUTO_HEADERS, HttpProxy
+from .proxy.http import HttpProxy
 from .proxy.routing import Route, Router
+from .proxy.upstream import UpstreamPool
 from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
 from .session import cookies
@@ -42,35 +43,23 @@ def parser_limits(config: Config) -> dict[str, int]:
 
 
 class ClientSessions:
-    """The pooled upstream client sessions: opened and closed with the app, nothing else."""
+    """Connections to the upstreams: opened as requests need them, closed with the app."""
 
     def __init__(self) -> None:
-        self.http: aiohttp.ClientSession | None = None
+        self.upstreams = UpstreamPool()
         self.websocket: aiohttp.ClientSession | None = None
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        # One pooled session for every upstream: keep-alive connections are reused across requests.
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True),
-            auto_decompress=False,  # bytes pass through as the upstream encoded them
-            skip_auto_headers=SKIP_AUTO_HEADERS,  # the upstream sees what the client sent, nothing aiohttp invents
-            cookie_jar=aiohttp.DummyCookieJar(),  # never mix one user's upstream cookies into another's
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        # WebSockets hold a connection for their whole life: in the HTTP pool, 256 of them would leave
-        # no connection for plain requests. Their own pool, bounded by limits.max_websockets instead.
+        # WebSockets hold a connection for their whole life, so they are not in the HTTP pool (its
+        # per-upstream cap would soon be taken), but in their own, bounded by limits.max_websockets.
         self.websocket = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
         )
         yield
-        await self.http.close()
+        self.upstreams.close()
         await self.websocket.close()
-
-    def get_http(self) -> aiohttp.ClientSession:
-        assert self.http is not None, "used before the app started"
-        return self.http
 
     def get_websocket(self) -> aiohttp.ClientSession:
         assert self.websocket is not None, "used before the app started"
@@ -151,7 +140,7 @@ def create_app(config: Config) -> web.Application:
     gate, sign_in = build_gate(config, own_origins)
     sessions = ClientSessions()
     private_cookie = gateway_cookie_filter(config.session.cookie_name) if sign_in is not None else None
-    proxy = HttpProxy(Router(config.upstreams), sessions.get_http, config.trusted_proxies, private_cookie)
+    proxy = HttpProxy(Router(config.upstreams), sessions.upstreams, config.trusted_proxies, private_cookie)
     proxy_path = ProxyPath(config, gate, proxy, sessions, own_origins)
 
     app = web.Application(middlewares=[Edge(config.limits.max_header_size).middleware], client_max_size=0)

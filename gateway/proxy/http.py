@@ -14,12 +14,11 @@ from ..hosts import split_host
 from ..responses import error_response
 from .headers import ClientView, Network, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
+from .upstream import Answer, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
-# aiohttp's client would otherwise invent these; the upstream must see what the client sent.
-SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
 class BodyLimit:
@@ -51,12 +50,12 @@ class HttpProxy:
     def __init__(
         self,
         router: Router,
-        session: Callable[[], aiohttp.ClientSession],
+        pool: UpstreamPool,
         trusted_proxies: tuple[Network, ...],
         private_cookie: Callable[[str], bool] | None = None,
     ) -> None:
         self.router = router
-        self.session = session  # a getter: the pooled session exists once the app has started
+        self.pool = pool
         self.trusted_proxies = trusted_proxies
         self.private_cookie = private_cookie  # the gateway's own cookies: never sent upstream
         self._app_cookies_seen: dict[tuple[str, ...], str] = {}
@@ -93,21 +92,18 @@ class HttpProxy:
         body_limit = BodyLimit(limit) if limit is not None else None
         body = None
         if request.body_exists:
-            body = request.content if body_limit is None else body_limit.stream(request.content)
+            body = request.content.iter_chunked(CHUNK) if body_limit is None else body_limit.stream(request.content)
         try:
-            async with self.session().request(
-                request.method,
-                route.target(request.raw_path),
-                headers=headers,
-                data=body,
-                timeout=route.timeout,
-                allow_redirects=False,
-            ) as answer:
+            exchange = self.pool.exchange(
+                route.base, request.method, route.target_path(request.raw_path), headers.items(), body,
+                upstream.connect_timeout, upstream.read_timeout,
+            )
+            async with exchange as answer:
                 return await self._stream_back(request, answer)
         except asyncio.TimeoutError:
             log.warning("upstream timeout: %s %s", request.method, upstream.url)
             return error_response(request, 504, "upstream_timeout", "The application did not answer in time.")
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a header that would split the head
             if body_limit is not None and body_limit.exceeded:
                 return _too_large(request, body_limit.limit)
             if _client_gone(request):  # e.g. it hung up mid-upload: not the application's fault
@@ -116,7 +112,7 @@ class HttpProxy:
             log.warning("upstream error: %s %s: %s", request.method, upstream.url, exc.__class__.__name__)
             return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 
-    async def _stream_back(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _stream_back(self, request: web.Request, answer: Answer) -> web.StreamResponse:
         # Body bytes that came with the upstream's headers go out with ours in one write (one syscall,
         # one packet). Nothing is waited for: a response whose body is slow still gets its headers at once.
         arrived = answer.content.read_nowait(CHUNK)

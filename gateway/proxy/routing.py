@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp
 from yarl import URL
 
 from ..config import UpstreamConfig
@@ -14,12 +13,10 @@ from ..config import UpstreamConfig
 class Route:
     upstream: UpstreamConfig
     base: URL  # scheme://host:port, plus the URL's own path prefix if it has one
-    timeout: aiohttp.ClientTimeout = field(init=False)
+    base_path: str = field(init=False)
 
     def __post_init__(self) -> None:
-        up = self.upstream
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=up.connect_timeout, sock_read=up.read_timeout)
-        object.__setattr__(self, "timeout", timeout)  # built once, not per request
+        object.__setattr__(self, "base_path", self.base.raw_path.rstrip("/"))  # computed once, not per request
 
     def matches(self, host: str, path: str) -> bool:
         if self.upstream.host is not None and self.upstream.host != host:
@@ -29,8 +26,11 @@ class Route:
 
     def target(self, raw_path_qs: str) -> URL:
         """The upstream URL for a raw (still percent-encoded) path and query, forwarded exactly."""
-        base_path = self.base.raw_path.rstrip("/")
-        return URL(f"{self.base.scheme}://{self.base.raw_authority}{base_path}{raw_path_qs}", encoded=True)
+        return URL(f"{self.base.scheme}://{self.base.raw_authority}{self.target_path(raw_path_qs)}", encoded=True)
+
+    def target_path(self, raw_path_qs: str) -> str:
+        """The request target the upstream gets: its URL's own path prefix, then the client's raw path and query."""
+        return self.base_path + raw_path_qs
 
     @property
     def upstream_host(self) -> str:
