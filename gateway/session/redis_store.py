@@ -9,6 +9,7 @@ once and then found by its digest.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -34,6 +35,49 @@ def redis_key(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
+class _Reads:
+    """GETs asked for in the same turn of the event loop go to Redis as one MGET.
+
+    Under load many requests load their sessions at once; one round trip for all of them costs
+    far less than one each (redis-py spends more per command than Redis does).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.waiting: dict[str, list[asyncio.Future[bytes | None]]] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        if not self.waiting:
+            loop.call_soon(self._send)
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self.waiting.setdefault(key, []).append(future)
+        return await future
+
+    def _send(self) -> None:
+        batch, self.waiting = self.waiting, {}
+        asyncio.get_running_loop().create_task(self._mget(batch))
+
+    async def _mget(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
+        keys = list(batch)
+        futures = [future for waiting in batch.values() for future in waiting]
+        try:
+            values = await self.client.mget(keys)
+        except asyncio.CancelledError:  # shutting down: nobody waits forever
+            for future in futures:
+                future.cancel()
+            raise
+        except Exception as exc:  # every waiter learns of it (a SessionError, a 503)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for key, value in zip(keys, values):
+            for future in batch[key]:
+                if not future.done():
+                    future.set_result(value.encode() if isinstance(value, str) else value)
+
+
 class RedisSessionStore:
     def __init__(self, client: redis.Redis, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
         self.cookie_name = prefixed(cookie_name, secure)
@@ -42,6 +86,7 @@ class RedisSessionStore:
         self.secure = secure
         self.max_lifetime = max_lifetime
         self.opened: TtlCache[SessionState] = TtlCache(OPENED_CACHE_ENTRIES)
+        self.reads = _Reads(client)
 
     def _session_id(self, request: web.BaseRequest) -> str | None:
         session_id = request.cookies.get(self.cookie_name)
@@ -53,12 +98,12 @@ class RedisSessionStore:
             return None
         key = redis_key(session_id)
         try:
-            sealed = await self.client.get(key)
+            sealed = await self.reads.get(key)
         except (redis.RedisError, OSError) as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         if sealed is None:
             return None
-        text = sealed.decode() if isinstance(sealed, bytes) else sealed
+        text = sealed.decode()
         cache_key = digest(key + text)  # the value is sealed for its key: the pair names the session
         state = self.opened.get(cache_key)
         if state is None:
