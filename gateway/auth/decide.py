@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 from ..config import RuleConfig, Unauthenticated
 from .identity import HeaderRenderer, Headers, SpoofedHeaders
@@ -34,6 +35,15 @@ class Verdict:
     reason: str = ""  # one human sentence
 
 
+@lru_cache(maxsize=4096)  # the same paths come again and again; bounded
+def _rule_path(target: str) -> str | AmbiguousPath:
+    """The path rules match, or why it is refused (a value, so that refusals are cached too)."""
+    try:
+        return rule_path(split_target(target)[0])
+    except AmbiguousPath as exc:
+        return exc.with_traceback(None)  # kept in the cache: without the frames it was raised in
+
+
 class Policy:
     """The rules, and what the upstream is told about the principal they let through."""
 
@@ -45,10 +55,9 @@ class Policy:
 
     def rule_for(self, method: str, host: str, target: str) -> RuleConfig | Verdict:
         """The rule for a raw request target (path and query, percent-encoded); a BAD_PATH verdict if ambiguous."""
-        try:
-            path = rule_path(split_target(target)[0])
-        except AmbiguousPath as exc:
-            return self._verdict(Decision.BAD_PATH, error="ambiguous_path", reason=exc.reason)
+        path = _rule_path(target)
+        if isinstance(path, AmbiguousPath):
+            return self._verdict(Decision.BAD_PATH, error="ambiguous_path", reason=path.reason)
         return self.rules.rule_for(method, host, path)
 
     def decide(self, rule: RuleConfig, authentication: Authentication) -> Verdict:

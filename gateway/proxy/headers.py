@@ -89,6 +89,11 @@ def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozense
 def is_trusted(peer: str | None, trusted: tuple[Network, ...]) -> bool:
     if not peer or not trusted:
         return False
+    return _is_trusted(peer, trusted)
+
+
+@lru_cache(maxsize=4096)  # asked on every request, mostly about the same few peers; bounded
+def _is_trusted(peer: str, trusted: tuple[Network, ...]) -> bool:
     try:
         address = ipaddress.ip_address(peer)
     except ValueError:
