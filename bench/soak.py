@@ -42,7 +42,6 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,9 @@ from urllib.parse import urljoin
 import aiohttp
 import yaml
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import FormParser  # noqa: E402  (bench/stack.py, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL_ID = "us-east-1_SoakPool"
@@ -394,20 +396,6 @@ def write_configs(settings: Settings, workdir: Path, idp_port: int, gateway_port
 # ----------------------------------------------------------------------------------------------- client
 
 
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action: str | None = None
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {k: v or "" for k, v in attrs}
-        if tag == "form" and self.action is None:
-            self.action = attributes.get("action", "")
-        elif tag == "input" and self.action is not None and attributes.get("name"):
-            self.fields[attributes["name"]] = attributes.get("value", "")
-
-
 def is_session_cookie(name: str) -> bool:
     prefix = SESSION_COOKIE + "_"
     return name.startswith(prefix) and name[len(prefix) :].isdigit()
@@ -437,7 +425,7 @@ async def sign_in(connector: aiohttp.BaseConnector, gateway: str, user: SimUser,
                         user.cookies[cookie.key] = cookie.value
                 return json.loads(body)
             if status == 200 and 'name="password"' in body and method == "GET":
-                form = _FormParser()
+                form = FormParser()
                 form.feed(body)
                 url, method = urljoin(url, form.action or url), "POST"
                 data = {**form.fields, "username": user.name, "password": PASSWORD}

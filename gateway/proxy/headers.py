@@ -78,9 +78,9 @@ def connection_listed(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[
     return listed
 
 
-def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str], drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
-    """A copy of `headers` without hop-by-hop headers and without the (lower-case) names in `drop`."""
-    skip = HOP_BY_HOP | drop
+def end_to_end(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """A copy of `headers` without hop-by-hop headers (the upstream's answer, on its way back)."""
+    skip = HOP_BY_HOP
     if "Connection" in headers:
         skip = skip | connection_listed(headers)
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
