@@ -6,6 +6,7 @@ verdict's headers -> stream (HTTP or WebSocket). The proxy knows nothing of iden
 
 from __future__ import annotations
 
+import logging
 from typing import AsyncIterator
 
 import aiohttp
@@ -27,8 +28,6 @@ from .proxy.upstream import UpstreamPool
 from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
 from .responses import error_response
 from .session import cookies
-
-import logging
 
 log = logging.getLogger("gateway")
 
