@@ -99,6 +99,10 @@ class ProxyPath:
         self.open_websockets: set[Pair] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not request.raw_path.startswith("/"):
+            # Absolute form (`GET http://other-vhost/x`): an upstream would take its authority over the Host
+            # the gateway sends. Rules refuse it too; this holds with sign-in off.
+            return error_response(request, 400, "bad_target", "The request target must be a path.")
         host = request_host(request)
         verdict = await self.gate.verdict(request, request.method, host, request.raw_path)
         if verdict.decision is not Decision.ALLOW:

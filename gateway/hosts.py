@@ -7,9 +7,10 @@ the answers are cached per distinct value, so a Host is parsed once, not once pe
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from aiohttp import web
+
+from .short_cache import cache_short
 
 # host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address. Anything else (quotes,
 # commas, spaces…) would be pasted into Forwarded / X-Forwarded-Host and the upstream's own URLs.
@@ -19,13 +20,13 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$")
 
 
-@lru_cache(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
 def valid_host(host_header: str) -> bool:
     """An empty Host (HTTP/1.0) is allowed; otherwise it must be a plain host[:port]."""
     return not host_header or bool(_HOST.match(host_header))
 
 
-@lru_cache(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
 def split_host(host_header: str) -> tuple[str, str]:
     """`example.com:8080` -> (`example.com`, `8080`); `[::1]:80` -> (`::1`, `80`)."""
     if host_header.startswith("["):
@@ -36,7 +37,7 @@ def split_host(host_header: str) -> tuple[str, str]:
     return host, port
 
 
-@lru_cache(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
 def host_name(host_header: str) -> str:
     """The name rules and routes match: without port, lower-cased, without the root's trailing dot.
 

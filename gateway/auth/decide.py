@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
 
 from ..config import RuleConfig, Unauthenticated
+from ..short_cache import cache_short
 from .identity import HeaderRenderer, Headers, SpoofedHeaders
 from .paths import AmbiguousPath, rule_path, split_target
 from .principal import Authentication, BearerRefused, Principal
@@ -35,7 +35,7 @@ class Verdict:
     reason: str = ""  # one human sentence
 
 
-@lru_cache(maxsize=4096)  # the same paths come again and again; bounded
+@cache_short(maxsize=4096, max_len=512)  # the same paths come again and again
 def _rule_path(target: str) -> str | AmbiguousPath:
     """The path rules match, or why it is refused (a value, so that refusals are cached too)."""
     try:

@@ -67,9 +67,10 @@ class SpoofedHeaders:
         refused = self._seen.get(name)
         if refused is None:
             refused = self.matcher(name) or (self.authorization and name.lower() == "authorization")
-            if len(self._seen) >= 4096:  # bounded: a client inventing names only churns it
-                self._seen.clear()
-            self._seen[name] = refused
+            if len(name) <= 64:  # bounded in entries and in size: a client inventing long names only churns it
+                if len(self._seen) >= 4096:
+                    self._seen.clear()
+                self._seen[name] = refused
         return refused
 
     def remove_from(self, headers: CIMultiDict[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Callable
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..config import HostHeader
+from ..short_cache import cache_short
 
 # RFC 9110 §7.6.1 plus the de-facto ones; never forwarded in either direction.
 HOP_BY_HOP = frozenset(
@@ -41,7 +42,7 @@ _FORWARDING_ALIASES = frozenset(
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 
 
-@lru_cache(maxsize=4096)  # on every request header: names repeat, and the cache is bounded
+@cache_short(maxsize=4096, max_len=64)  # on every request header: names repeat
 def normalized(name: str) -> str:
     """A header name as CGI-style servers read it: every character but letters and digits is one `-`.
 
@@ -53,7 +54,7 @@ def normalized(name: str) -> str:
 _KEEP, _DROP, _TRUSTED_ONLY = 0, 1, 2
 
 
-@lru_cache(maxsize=4096)  # names repeat from request to request; the cache is bounded
+@cache_short(maxsize=4096, max_len=64)  # names repeat from request to request
 def _incoming_name(name: str) -> int:
     """What happens to a client's request header of this name: kept, dropped, or kept from a trusted proxy only."""
     lower = name.lower()

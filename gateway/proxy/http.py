@@ -19,6 +19,7 @@ from .upstream import Answer, UpstreamPool
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
+MAX_CACHED_COOKIE_HEADER = 8192  # a session (~5 KB) and the app's own cookies; longer headers are not cached
 
 
 class BodyLimit:
@@ -79,9 +80,10 @@ class HttpProxy:
         if kept is None:
             assert self.private_cookie is not None
             kept = without_cookies(list(sent), self.private_cookie)
-            if len(self._app_cookies_seen) >= 1024:  # bounded: a session cookie makes each entry ~5 KB
-                self._app_cookies_seen.clear()
-            self._app_cookies_seen[sent] = kept
+            if sum(map(len, sent)) <= MAX_CACHED_COOKIE_HEADER:  # bounded in entries and in size (~16 MB)
+                if len(self._app_cookies_seen) >= 1024:
+                    self._app_cookies_seen.clear()
+                self._app_cookies_seen[sent] = kept
         return kept
 
     async def forward(self, request: web.Request, route: Route, headers: CIMultiDict[str]) -> web.StreamResponse:

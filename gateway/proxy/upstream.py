@@ -50,6 +50,8 @@ class _Origin:
         self.slots = asyncio.Semaphore(MAX_PER_UPSTREAM)
 
     def take_idle(self, now: float) -> ResponseHandler | None:
+        while self.idle and now - self.idle[0][1] >= IDLE_TIMEOUT:  # the oldest first: they expire first
+            self.idle.pop(0)[0].close()
         while self.idle:
             protocol, since = self.idle.pop()
             if now - since < IDLE_TIMEOUT and protocol.is_connected() and not protocol.should_close:
@@ -80,8 +82,9 @@ class UpstreamPool:
         read_timeout: float,
     ) -> "Exchange":
         """`async with pool.exchange(...) as answer:` — the connection goes back to the pool when the body was read."""
-        head = _request_head(method, target, headers, chunked=body is not None and not _has_length(headers))
-        return Exchange(self._origin(url), method, head, body, connect_timeout, read_timeout)
+        chunked = body is not None and not _has_length(headers)
+        head = _request_head(method, target, headers, chunked)
+        return Exchange(self._origin(url), method, head, body, chunked, connect_timeout, read_timeout)
 
     def close(self) -> None:
         for origin in self._origins.values():
@@ -107,12 +110,21 @@ def _request_head(method: str, target: str, headers: Iterable[tuple[str, str]], 
 
 class Exchange:
     def __init__(
-        self, origin: _Origin, method: str, head: bytes, body: AsyncIterable[bytes] | None, connect_timeout: float, read_timeout: float
+        self,
+        origin: _Origin,
+        method: str,
+        head: bytes,
+        body: AsyncIterable[bytes] | None,
+        chunked: bool,
+        connect_timeout: float,
+        read_timeout: float,
     ) -> None:
         self.origin = origin
         self.method = method
         self.head = head
         self.body = body
+        # Decided with the head, never read back from its bytes: the last header may be the client's text.
+        self.chunked = chunked
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.protocol: ResponseHandler | None = None
@@ -120,7 +132,8 @@ class Exchange:
         self.payload: StreamReader | None = None
 
     async def __aenter__(self) -> Answer:
-        await self.origin.slots.acquire()
+        async with asyncio.timeout(self.connect_timeout):  # every connection busy that long: a 504, like a slow connect
+            await self.origin.slots.acquire()
         try:
             return await self._send()
         except BaseException:
@@ -177,7 +190,7 @@ class Exchange:
 
     async def _send_body(self, protocol: ResponseHandler, body: AsyncIterable[bytes]) -> None:
         transport = protocol.transport
-        chunked = self.head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
+        chunked = self.chunked
         try:
             async for chunk in body:
                 if transport is None or transport.is_closing():

@@ -26,7 +26,8 @@ MAX_SET_COOKIE_BYTES = 4000
 _ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
 MAX_CHUNKS = 8  # a bound on what we read back: a client cannot make us join 1,000 cookies
 OPENED_CACHE_ENTRIES = 10_000
-BY_HEADER_ENTRIES = 2_000  # keyed by whole Cookie headers (~5 KB each): ~10 MB at most
+BY_HEADER_ENTRIES = 2_000  # keyed by whole Cookie headers of at most MAX_CACHED_HEADER: ~16 MB at most
+MAX_CACHED_HEADER = 8192  # a session (~5 KB) and the app's own cookies; longer headers are opened each time
 
 
 def digest(sealed: str) -> bytes:
@@ -82,7 +83,7 @@ class CookieSessionStore:
         state = self.by_header.get(sent) if sent else None
         if state is None:
             state = self._load_parsed(request)
-            if state is not None:
+            if state is not None and len(sent) <= MAX_CACHED_HEADER:
                 self.by_header.put(sent, state, state.started_at + self.max_lifetime)
         elif time.time() - state.started_at > self.max_lifetime:
             return None

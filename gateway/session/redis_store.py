@@ -132,12 +132,17 @@ class RedisSessionStore:
         key = redis_key(session_id)
         remaining = max(1, int(state.started_at + self.max_lifetime - time.time()))
         sealed = self.box.seal(json.dumps(state.to_envelope(time.time()), separators=(",", ":")).encode(), key.encode())
+        kept = session_id == old_id
         try:
-            if old_id is not None and old_id != session_id:
+            if old_id is not None and not kept:
                 await self.client.delete(redis_key(old_id))
-            await self.client.set(key, sealed, ex=remaining)
+            # A kept id is only rewritten while it still exists (XX): a sign-out that ended it while this
+            # request was refreshing must not be undone by this write.
+            written = await self.client.set(key, sealed, ex=remaining, xx=kept)
         except (redis.RedisError, OSError) as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
+        if not written:
+            return [SetCookie(self.cookie_name, None, secure=self.secure)]
         request[_SESSION_ID_KEY] = session_id
         return [SetCookie(self.cookie_name, session_id, remaining, self.secure)]
 

@@ -192,6 +192,19 @@ async def test_host_header_modes(make_gateway, demo_upstream, http, mode, expect
     assert seen["host"] == want
 
 
+async def test_an_absolute_form_target_is_refused_even_with_sign_in_off(make_gateway, demo_upstream):
+    """`GET http://other-vhost/x`: the upstream would take that authority over the Host the gateway pins."""
+    config = gateway_config(demo_upstream)
+    config["upstreams"][0]["host_header"] = "app.internal"
+    gateway = await make_gateway(config)
+    host, port = gateway.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET http://other-vhost/api/whoami HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400") and b"The request target must be a path." in answer
+
+
 def _headers(summary: dict) -> dict[str, str]:
     return {name: value for name, value in summary["headers"]}
 

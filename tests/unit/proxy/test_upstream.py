@@ -177,3 +177,21 @@ async def test_a_silent_upstream_times_out(serve) -> None:  # type: ignore[no-un
         async with pool.exchange(url, "GET", "/x", [("Host", "app")], None, 2.0, 0.2):
             pass
     pool.close()
+
+
+async def test_a_header_value_cannot_make_a_sized_body_go_chunked(serve) -> None:  # type: ignore[no-untyped-def]
+    """Request smuggling (found in review): the body's framing was read back from the head's last bytes,
+    and the last header can be the client's Cookie. A Content-Length body must go out as it is."""
+    raw = RawServer(lambda n: OK)
+    url, pool = await serve(raw), UpstreamPool()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"da"
+        yield b"ta"
+
+    headers = [("Content-Length", "4"), ("Cookie", "theme=dark Transfer-Encoding: chunked")]
+    assert await fetch(pool, url, "POST", headers, body()) == (200, b"ok")
+    assert raw.requests[0].endswith(b"Transfer-Encoding: chunked\r\n\r\ndata")  # the value as sent, the body unframed
+    assert await fetch(pool, url) == (200, b"ok")  # the connection carries exactly the requests that were sent
+    assert len(raw.requests) == 2
+    pool.close()

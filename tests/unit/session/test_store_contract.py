@@ -133,3 +133,19 @@ async def test_a_new_sign_in_never_keeps_a_planted_id(store: SessionStore) -> No
     victim.receive(await store.save(make_mocked_request("GET", "/", headers={"Cookie": "; ".join(f"{k}={v}" for k, v in victim.jar.items())}), state(access_token="victim")))
     mine = await store.load(attacker.request())
     assert mine is None or mine.signed_in.access_token == "attacker"  # the attacker's cookie never opens the victim's session
+
+
+async def test_a_refresh_never_brings_back_a_session_ended_meanwhile(redis_server: RedisServer) -> None:
+    """Redis: a request that loaded the session and saves it after a sign-out (elsewhere) ended it leaves it ended."""
+    client = redis.from_url(redis_server.url)
+    store = RedisSessionStore(client, SecretBox((SECRET,), "session"), NAME, secure=False, max_lifetime=3600)
+    browser = Browser()
+    browser.receive(await store.save(browser.request(), state()))
+    refreshing = browser.request()
+    loaded = await store.load(refreshing)
+    assert loaded is not None
+    await store.clear(browser.request())  # signed out by another request meanwhile
+    cookies = await store.save(refreshing, loaded.with_tokens(state(access_token="refreshed").signed_in))
+    assert [c.value for c in cookies] == [None]  # the browser's cookie is deleted, not renewed
+    assert await store.load(browser.request()) is None and await redis_server.keys("gw:session:*") == []
+    await client.aclose()
