@@ -2,15 +2,15 @@
 
 Every request asks about its Host three times (edge check, rules and routing, X-Forwarded-Port);
 the answers are cached per distinct value, so a Host is parsed once, not once per question.
+`split_host` and `host_name` are only asked about Hosts that passed `valid_host`.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from aiohttp import web
-
-from .short_cache import cache_short
 
 # host[:port]: a DNS name or IPv4 address, or a bracketed IPv6 address. Anything else (quotes,
 # commas, spaces…) would be pasted into Forwarded / X-Forwarded-Host and the upstream's own URLs.
@@ -20,13 +20,20 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?"
 _HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$")
 
 
-@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+MAX_HOST = 253 + 6  # a DNS name, a colon and a port: anything longer is not a host
+
+
 def valid_host(host_header: str) -> bool:
     """An empty Host (HTTP/1.0) is allowed; otherwise it must be a plain host[:port]."""
-    return not host_header or bool(_HOST.match(host_header))
+    return not host_header or (len(host_header) <= MAX_HOST and _valid_host(host_header))
 
 
-@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+@lru_cache(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+def _valid_host(host_header: str) -> bool:
+    return bool(_HOST.match(host_header))
+
+
+@lru_cache(maxsize=1024)  # valid Hosts only (at most MAX_HOST characters): bounded in size too
 def split_host(host_header: str) -> tuple[str, str]:
     """`example.com:8080` -> (`example.com`, `8080`); `[::1]:80` -> (`::1`, `80`)."""
     if host_header.startswith("["):
@@ -37,7 +44,7 @@ def split_host(host_header: str) -> tuple[str, str]:
     return host, port
 
 
-@cache_short(maxsize=1024)  # bounded: a client sending endless distinct Hosts only churns it
+@lru_cache(maxsize=1024)  # valid Hosts only (at most MAX_HOST characters): bounded in size too
 def host_name(host_header: str) -> str:
     """The name rules and routes match: without port, lower-cased, without the root's trailing dot.
 

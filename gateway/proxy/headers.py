@@ -54,7 +54,7 @@ def normalized(name: str) -> str:
 _KEEP, _DROP, _TRUSTED_ONLY = 0, 1, 2
 
 
-@cache_short(maxsize=4096, max_len=64)  # names repeat from request to request
+@lru_cache(maxsize=4096)  # names repeat from request to request; only names of at most 64 characters come here
 def _incoming_name(name: str) -> int:
     """What happens to a client's request header of this name: kept, dropped, or kept from a trusted proxy only."""
     lower = name.lower()
@@ -158,7 +158,7 @@ def upstream_request_headers(
     listed = connection_listed(incoming) if "Connection" in incoming else ()
     headers: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        fate = _incoming_name(name)
+        fate = _incoming_name(name) if len(name) <= 64 else _incoming_name.__wrapped__(name)  # long: not kept
         if fate == _DROP or (fate == _TRUSTED_ONLY and not trusted) or refused(name):
             continue
         if listed and name.lower() in listed:

@@ -132,7 +132,10 @@ class Exchange:
         self.payload: StreamReader | None = None
 
     async def __aenter__(self) -> Answer:
-        async with asyncio.timeout(self.connect_timeout):  # every connection busy that long: a 504, like a slow connect
+        if self.origin.slots.locked():  # every connection busy: wait at most connect_timeout (then a 504)
+            async with asyncio.timeout(self.connect_timeout):
+                await self.origin.slots.acquire()
+        else:
             await self.origin.slots.acquire()
         try:
             return await self._send()
