@@ -99,8 +99,8 @@ def _has_length(headers: Iterable[tuple[str, str]]) -> bool:
 
 def _request_head(method: str, target: str, headers: Iterable[tuple[str, str]], chunked: bool) -> bytes:
     fields = [f"{name}: {value}" for name, value in headers]
-    if _CONTROL.search("".join(fields)):
-        raise ValueError("a header would split the request head")
+    if _CONTROL.search("".join(fields)) or _CONTROL.search(target) or " " in target:
+        raise ValueError("a header or the target would split the request head")
     if chunked:  # a body of unknown length (the client's was chunked): re-framed hop by hop
         fields.append("Transfer-Encoding: chunked")
     text = "\r\n".join([f"{method} {target} HTTP/1.1", *fields])
