@@ -5,45 +5,35 @@ one cookie, so the sealed value is split into `<name>_0`, `<name>_1`, … Each S
 stays under 4,000 bytes with its attributes. Anything that does not open (tampered, truncated,
 sealed with a removed key, too old) is simply no session.
 
-Opening is AES-GCM, JSON and two JWT payloads: an unchanged session is opened once and then
-found by a digest of its sealed value (`opened`), so a signed-in request costs a dict lookup.
+A browser sends the same Cookie header request after request: an unchanged header maps straight
+to its opened session (`by_header`), so a signed-in request costs a dict lookup.
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
-import time
 
 from aiohttp import web
 
 from ..ttl_cache import TtlCache
 from .crypto import SecretBox
-from .model import SessionState, envelope
+from .model import SessionState
+from .sealed import SealedSessions
 from .store import SetCookie, prefixed
 
 MAX_SET_COOKIE_BYTES = 4000
 _ATTRIBUTE_ALLOWANCE = 160  # "; Path=/; Max-Age=…; expires=…; HttpOnly; SameSite=Lax; Secure"
 MAX_CHUNKS = 8  # a bound on what we read back: a client cannot make us join 1,000 cookies
-OPENED_CACHE_ENTRIES = 10_000
 BY_HEADER_ENTRIES = 2_000  # keyed by whole Cookie headers of at most MAX_CACHED_HEADER: ~16 MB at most
 MAX_CACHED_HEADER = 8192  # a session (~5 KB) and the app's own cookies; longer headers are opened each time
-
-
-def digest(sealed: str) -> bytes:
-    """The key of an opened session: a sealed value is 4-6 KB, its digest 16 bytes."""
-    return hashlib.blake2b(sealed.encode(), digest_size=16).digest()
 
 
 class CookieSessionStore:
     def __init__(self, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
         self.cookie_name = prefixed(cookie_name, secure)
-        self.box = box
+        self.sealed = SealedSessions(box, max_lifetime)
         self.secure = secure
         self.max_lifetime = max_lifetime
         self.chunk_size = MAX_SET_COOKIE_BYTES - _ATTRIBUTE_ALLOWANCE - len(self.cookie_name) - 3
         # Only sessions that opened are kept: garbage cookies cannot flush the cache of real ones.
-        self.opened: TtlCache[SessionState] = TtlCache(OPENED_CACHE_ENTRIES)
         self.by_header: TtlCache[SessionState] = TtlCache(BY_HEADER_ENTRIES)
 
     def stale_names(self, request: web.BaseRequest) -> list[str]:
@@ -85,36 +75,18 @@ class CookieSessionStore:
             state = self._load_parsed(request)
             if state is not None and len(sent) <= MAX_CACHED_HEADER:
                 self.by_header.put(sent, state, state.started_at + self.max_lifetime)
-        elif time.time() - state.started_at > self.max_lifetime:
+        elif not self.sealed.alive(state):
             return None
         return state
 
     def _load_parsed(self, request: web.BaseRequest) -> SessionState | None:
         if self.cookie_name + "_0" not in request.cookies or self.duplicated(request):
             return None
-        sealed = "".join(request.cookies[name] for name in self.chunk_names(request))
-        key = digest(sealed)
-        state = self.opened.get(key)
-        if state is None:
-            state = self.open(sealed)
-            if state is None:
-                return None
-            self.opened.put(key, state, state.started_at + self.max_lifetime)
-        elif time.time() - state.started_at > self.max_lifetime:
-            return None
-        return state
-
-    def open(self, sealed: str) -> SessionState | None:
-        plaintext = self.box.open(sealed, self.cookie_name.encode())
-        data = envelope(plaintext) if plaintext is not None else None
-        state = SessionState.from_envelope(data) if data is not None else None
-        if state is None or time.time() - state.started_at > self.max_lifetime:
-            return None
-        return state
+        return self.sealed.open("".join(request.cookies[name] for name in self.chunk_names(request)), self.cookie_name)
 
     async def save(self, request: web.BaseRequest, state: SessionState) -> list[SetCookie]:
-        sealed = self.box.seal(json.dumps(state.to_envelope(time.time()), separators=(",", ":")).encode(), self.cookie_name.encode())
-        remaining = max(0, int(state.started_at + self.max_lifetime - time.time()))
+        sealed = self.sealed.seal(state, self.cookie_name)
+        remaining = max(0, self.sealed.seconds_left(state))
         chunks = [sealed[i : i + self.chunk_size] for i in range(0, len(sealed), self.chunk_size)]
         cookies = [SetCookie(f"{self.cookie_name}_{index}", chunk, remaining, self.secure) for index, chunk in enumerate(chunks)]
         return cookies + self._delete_stale(request, {c.name for c in cookies})

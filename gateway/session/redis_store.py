@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import secrets
-import time
 
 import redis.asyncio as redis
 from aiohttp import web
 
 from ..errors import SessionError
-from ..ttl_cache import TtlCache
-from .cookie_store import OPENED_CACHE_ENTRIES, digest
 from .crypto import SecretBox
-from .model import SessionState, envelope
+from .model import SessionState
+from .sealed import SealedSessions
 from .store import SetCookie, prefixed
 
 KEY_PREFIX = "gw:session:"
@@ -82,10 +79,8 @@ class RedisSessionStore:
     def __init__(self, client: redis.Redis, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
         self.cookie_name = prefixed(cookie_name, secure)
         self.client = client
-        self.box = box
+        self.sealed = SealedSessions(box, max_lifetime)
         self.secure = secure
-        self.max_lifetime = max_lifetime
-        self.opened: TtlCache[SessionState] = TtlCache(OPENED_CACHE_ENTRIES)
         self.reads = _Reads(client)
 
     def _session_id(self, request: web.BaseRequest) -> str | None:
@@ -101,27 +96,9 @@ class RedisSessionStore:
             sealed = await self.reads.get(key)
         except (redis.RedisError, OSError) as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
-        if sealed is None:
-            return None
-        text = sealed.decode()
-        cache_key = digest(key + text)  # the value is sealed for its key: the pair names the session
-        state = self.opened.get(cache_key)
-        if state is None:
-            state = self._open(key, text)
-            if state is None:
-                return None
-            self.opened.put(cache_key, state, state.started_at + self.max_lifetime)
-        elif time.time() - state.started_at > self.max_lifetime:
-            return None
-        request[_SESSION_ID_KEY] = session_id
-        return state
-
-    def _open(self, key: str, sealed: str) -> SessionState | None:
-        opened = self.box.open(sealed, key.encode())
-        data = envelope(opened) if opened is not None else None
-        state = SessionState.from_envelope(data) if data is not None else None
-        if state is None or time.time() - state.started_at > self.max_lifetime:
-            return None
+        state = self.sealed.open(sealed.decode(), key) if sealed is not None else None
+        if state is not None:
+            request[_SESSION_ID_KEY] = session_id
         return state
 
     async def save(self, request: web.BaseRequest, state: SessionState) -> list[SetCookie]:
@@ -130,8 +107,8 @@ class RedisSessionStore:
         # A refresh or an idle-timeout touch keeps the id the session was loaded under.
         session_id = old_id if old_id is not None and request.get(_SESSION_ID_KEY) == old_id else secrets.token_urlsafe(32)
         key = redis_key(session_id)
-        remaining = max(1, int(state.started_at + self.max_lifetime - time.time()))
-        sealed = self.box.seal(json.dumps(state.to_envelope(time.time()), separators=(",", ":")).encode(), key.encode())
+        remaining = max(1, self.sealed.seconds_left(state))
+        sealed = self.sealed.seal(state, key)
         kept = session_id == old_id
         try:
             if old_id is not None and not kept:

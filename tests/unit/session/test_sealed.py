@@ -1,0 +1,44 @@
+"""Sealing and opening a session state, as both stores do."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from gateway.session.crypto import SecretBox
+from gateway.session.model import SessionState, SignedIn
+from gateway.session.sealed import SealedSessions
+
+BOX = SecretBox((secrets.token_urlsafe(32),), "session")
+
+
+def state(started: float | None = None) -> SessionState:
+    now = time.time() if started is None else started
+    return SessionState.new(SignedIn("id", "at", "rt", now + 3600, now))
+
+
+def test_a_sealed_state_opens_once_and_then_comes_from_the_cache() -> None:
+    sessions = SealedSessions(BOX, 3600)
+    sealed = sessions.seal(state(), "ctx")
+    first = sessions.open(sealed, "ctx")
+    assert first is not None and first.signed_in.access_token == "at"
+    assert sessions.open(sealed, "ctx") is first
+
+
+def test_a_value_opens_only_for_the_context_it_was_sealed_for() -> None:
+    sessions = SealedSessions(BOX, 3600)
+    sealed = sessions.seal(state(), "_gw_session")
+    assert sessions.open(sealed, "gw:session:other") is None
+    assert sessions.open(sealed[:-2] + "AA", "_gw_session") is None
+
+
+def test_past_max_lifetime_is_no_session_even_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = SealedSessions(BOX, 60)
+    sealed = sessions.seal(state(), "ctx")
+    assert sessions.open(sealed, "ctx") is not None
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 61)
+    assert sessions.open(sealed, "ctx") is None
+    assert sessions.seconds_left(state(real_time())) < 0
