@@ -23,7 +23,8 @@ MAX_CACHED_COOKIE_HEADER = 8192  # a session (~5 KB) and the app's own cookies; 
 
 
 class BodyLimit:
-    """Counts a streamed request body; aiohttp's writer swallows exceptions, so the verdict is a flag."""
+    """Counts a streamed request body. The body is sent by its own task, which aborts the upstream
+    connection when this raises; the request then fails as a client error, so the verdict is a flag."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
