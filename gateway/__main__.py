@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
 
 from .config import load_config
 from .errors import ConfigError
+from .ops import logs
 from .report import describe_config, describe_endpoints, describe_rules
 
 
@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = load_config(_config_path(args))
     except ConfigError as exc:
         return _print_problems(exc)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logs.configure(config.logging)
     serve(config, workers=args.workers)
     return 0
 

@@ -152,8 +152,14 @@ class LimitsConfig:
     max_websockets_per_session: int = 20  # per signed-in user (sub), or per client address when anonymous
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"  # `time pid logger LEVEL message`, for people
+    JSON = "json"  # one object per line, for log shippers
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
+    format: LogFormat = LogFormat.TEXT
     access_log: bool = True  # one line per request; off saves its cost on every request
 
 
@@ -177,6 +183,8 @@ class Config:
     allowed_origins: tuple[str, ...] = ()  # other origins whose pages may open WebSockets and sign out
     endpoints_prefix: str = "/oauth2"
     shutdown_grace: float = 30.0
+    drain_delay: float = 5.0  # after SIGTERM, /readyz answers 503 this long before the listener closes
+    metrics_listen: tuple[str, int] | None = None  # Prometheus /metrics, on its own listener only
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     provider: ProviderConfig | None = None
@@ -671,7 +679,10 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
     )
     refresh_section.done()
     logging_section = top.section("logging")
-    logging = LoggingConfig(access_log=logging_section.get("access_log", True, _boolean))
+    logging = LoggingConfig(
+        format=logging_section.get("format", LogFormat.TEXT, _enum(LogFormat)),
+        access_log=logging_section.get("access_log", True, _boolean),
+    )
     logging_section.done()
     config = Config(
         upstreams=upstreams,
@@ -682,6 +693,8 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         allowed_origins=top.get("allowed_origins", (), lambda v: tuple(_origin(x) for x in _string_list(v))),
         endpoints_prefix=top.get("endpoints_prefix", "/oauth2", lambda v: _path_prefix(v).rstrip("/")),
         shutdown_grace=top.get("shutdown_grace", 30.0, parse_duration),
+        drain_delay=top.get("drain_delay", 5.0, parse_duration),
+        metrics_listen=top.get("metrics_listen", None, _listen),
         limits=limits,
         logging=logging,
         provider=provider,
@@ -699,6 +712,8 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
                     "is published in the cognito-gateway repository: anyone could forge sessions with it. "
                     "Set your own (openssl rand -base64 32), or listen on 127.0.0.1 only",
                 )
+    if config.metrics_listen is not None and config.metrics_listen[1] == config.listen_port:
+        top.problem("metrics_listen", "must be another port than listen: metrics are never served to the public")
     if provider is not None and config.public_url is None:
         top.problem("public_url", "is required with a provider: the callback URL is public_url + /oauth2/callback")
     if provider is None:

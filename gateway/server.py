@@ -15,7 +15,7 @@ from aiohttp.log import access_logger
 from .app import create_app, parser_limits
 from .config import Config
 from .connections import GatewayRunner
-from .ops import access_log
+from .ops import access_log, logs
 from .ops.access_log import AccessLogger
 
 log = logging.getLogger("gateway")
@@ -71,7 +71,7 @@ async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunn
 
 
 def _worker(config: Config) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logs.configure(config.logging)
     run_until_signalled(lambda: _start(config, reuse_port=True))
 
 
