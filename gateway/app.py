@@ -21,8 +21,9 @@ from .auth.setup import add_sign_in, build_gate, gateway_cookie_filter
 from .config import Config
 from .errors import SessionError
 from .hosts import request_host, valid_host
+from .ops import metrics, request_id
 from .ops.health import READINESS, add_health_routes
-from .proxy.http import HttpProxy
+from .proxy.http import UPSTREAM, HttpProxy
 from .proxy.routing import Route, Router
 from .proxy.upstream import UpstreamPool
 from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade
@@ -73,6 +74,7 @@ class Edge:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id.assign(request)
         limit = self.max_header_size
         size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
         if size > limit:
@@ -83,6 +85,7 @@ class Edge:
             return await handler(request)
         except SessionError as exc:  # a store that cannot be reached is a 503, never a 500
             log.error("session store failed: %s", exc)
+            metrics.SESSION_STORE_ERRORS.inc()
             return error_response(request, 503, "session_store_unavailable", "Sessions are unavailable right now. Try again in a moment.")
 
 
@@ -110,9 +113,11 @@ class ProxyPath:
         route = self.proxy.router.select(host, request.path)
         if route is None:
             return error_response(request, 404, "no_upstream", "No application is configured for this path.")
+        request[UPSTREAM] = route.upstream.url
         headers = self.proxy.upstream_headers(request, route, verdict.headers_to_remove)
         for name, value in verdict.headers_to_set:
             headers[name] = value
+        headers[request_id.HEADER] = request[request_id.REQUEST_ID]
         if is_websocket_upgrade(request):
             return await self._websocket(request, route, headers, verdict)
         return await self.proxy.forward(request, route, headers)
@@ -128,9 +133,11 @@ class ProxyPath:
             return error_response(request, 503, "too_many_websockets", "Too many WebSockets are open on this gateway. Try again later.")
         if refused is SlotRefused.PER_KEY:
             return error_response(request, 429, "too_many_websockets", f"At most {self.slots.per_key} WebSockets may be open per session.")
+        metrics.WEBSOCKETS_OPEN.inc()
         try:
             return await bridge(request, route, headers, self.sessions.get_websocket(), self.open_websockets, self.max_websocket_message)
         finally:
+            metrics.WEBSOCKETS_OPEN.dec()
             self.slots.release(key)
 
     async def close_websockets(self, app: web.Application) -> None:
@@ -151,6 +158,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(sessions.lifetime)
     app.on_shutdown.append(proxy_path.close_websockets)
     app.on_response_prepare.append(cookies.on_prepare)
+    app.on_response_prepare.append(request_id.on_prepare)
     if sign_in is not None:
         add_sign_in(app, sign_in, app[READINESS], config.endpoints_prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_path.handle)

@@ -33,6 +33,7 @@ class Verdict:
     headers_to_set: Headers = ()
     error: str = ""  # machine code for 401/400 bodies
     reason: str = ""  # one human sentence
+    rule: str = ""  # the rule's path ("default" for the default rule), for logs and metrics
 
 
 @cache_short(maxsize=4096, max_len=512)  # the same paths come again and again
@@ -52,6 +53,7 @@ class Policy:
         self.spoofed = spoofed
         self.renderer = renderer  # None with sign-in off: nobody to describe
         self.anonymous = Verdict(Decision.ALLOW, spoofed)
+        self._anonymous_by_rule: dict[int, Verdict] = {}  # id(rule): rules live as long as the policy
 
     def rule_for(self, method: str, host: str, target: str) -> RuleConfig | Verdict:
         """The rule for a raw request target (path and query, percent-encoded); a BAD_PATH verdict if ambiguous."""
@@ -61,24 +63,28 @@ class Policy:
         return self.rules.rule_for(method, host, path)
 
     def decide(self, rule: RuleConfig, authentication: Authentication) -> Verdict:
+        label = rule.path or "default"
         if isinstance(authentication, BearerRefused):
-            return self._verdict(Decision.DENY, error="invalid_token", reason=authentication.reason)
+            return self._verdict(Decision.DENY, error="invalid_token", reason=authentication.reason, rule=label)
         principal = authentication
         if rule.allow_anyone:
-            return self._allow(principal)
+            return self._allow(rule, principal)
         if principal is None:
             if rule.unauthenticated is Unauthenticated.DENY:
                 error = "missing_token" if rule.bearer else "unauthenticated"
-                return self._verdict(Decision.DENY, error=error, reason="Sign-in required.")
-            return self._verdict(Decision.SIGN_IN)
+                return self._verdict(Decision.DENY, error=error, reason="Sign-in required.", rule=label)
+            return self._verdict(Decision.SIGN_IN, rule=label)
         if not permits(rule, principal.claims):
-            return self._verdict(Decision.FORBIDDEN, error="forbidden", reason="You are signed in but not allowed here.")
-        return self._allow(principal)
+            return self._verdict(Decision.FORBIDDEN, error="forbidden", reason="You are signed in but not allowed here.", rule=label)
+        return self._allow(rule, principal)
 
-    def _allow(self, principal: Principal | None) -> Verdict:
+    def _allow(self, rule: RuleConfig, principal: Principal | None) -> Verdict:
         if principal is None or self.renderer is None:
-            return self.anonymous
-        return Verdict(Decision.ALLOW, self.spoofed, principal, self.renderer.render(principal))
+            verdict = self._anonymous_by_rule.get(id(rule))
+            if verdict is None:
+                verdict = self._anonymous_by_rule[id(rule)] = Verdict(Decision.ALLOW, self.spoofed, rule=rule.path or "default")
+            return verdict
+        return Verdict(Decision.ALLOW, self.spoofed, principal, self.renderer.render(principal), rule=rule.path or "default")
 
-    def _verdict(self, decision: Decision, error: str = "", reason: str = "") -> Verdict:
-        return Verdict(decision, self.spoofed, error=error, reason=reason)
+    def _verdict(self, decision: Decision, error: str = "", reason: str = "", rule: str = "") -> Verdict:
+        return Verdict(decision, self.spoofed, error=error, reason=reason, rule=rule)

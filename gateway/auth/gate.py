@@ -13,6 +13,8 @@ from .authenticate import Authenticator
 from .decide import Decision, Policy, Verdict
 from .login import unauthenticated
 
+VERDICT = web.RequestKey("verdict", Verdict)  # noted for the access log and metrics (ops/observe.py)
+
 
 class Gate:
     def __init__(self, policy: Policy, authenticator: Authenticator | None, endpoints_prefix: str) -> None:
@@ -23,11 +25,12 @@ class Gate:
     async def verdict(self, request: web.BaseRequest, method: str, host: str, target: str) -> Verdict:
         """`target` is the raw request target (path and query, percent-encoded) being asked about."""
         if self.authenticator is None:
-            return self.policy.anonymous
-        rule = self.policy.rule_for(method, host, target)
-        if isinstance(rule, Verdict):
-            return rule
-        return self.policy.decide(rule, await self.authenticator.authenticate(request, rule.bearer))
+            verdict = self.policy.anonymous
+        else:
+            rule = self.policy.rule_for(method, host, target)
+            verdict = rule if isinstance(rule, Verdict) else self.policy.decide(rule, await self.authenticator.authenticate(request, rule.bearer))
+        request[VERDICT] = verdict
+        return verdict
 
     def refusal(self, request: web.BaseRequest, verdict: Verdict) -> web.Response:
         """The response for anything but ALLOW, for a request the gateway would proxy."""

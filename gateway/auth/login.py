@@ -18,6 +18,7 @@ from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
 from ..oidc.profile import profile_for
 from ..oidc.provider import LoadedProvider, Provider
+from ..ops import metrics
 from ..responses import error_response, html_page, wants_json
 from ..session import cookies
 from ..session.login_state import LoginState, LoginStateCookies
@@ -90,7 +91,9 @@ class SignIn:
     async def start(self, request: web.Request) -> web.StreamResponse:
         loaded = await self._provider(request)
         if isinstance(loaded, web.Response):
+            metrics.SIGN_IN_STARTS.labels("provider_unavailable").inc()
             return loaded
+        metrics.SIGN_IN_STARTS.labels("redirected").inc()
         login = LoginState(
             state=secrets.token_urlsafe(32),
             nonce=secrets.token_urlsafe(32),
@@ -121,42 +124,47 @@ class SignIn:
         state = request.query.get("state", "")
         login = self.login_cookies.load(request, state) if state else None
         if login is None:
+            metrics.CALLBACKS.labels("invalid_state").inc()
             return error_response(
                 request, 400, "invalid_state", "This sign-in is invalid or has expired. Please sign in again.", link=self.retry_link
             )
         cookies.queue(request, self.login_cookies.clear(state))  # one use only: a replayed callback finds no login
-        return await self._complete(request, login)
+        outcome, response = await self._complete(request, login)
+        metrics.CALLBACKS.labels(outcome).inc()
+        return response
 
-    async def _complete(self, request: web.Request, login: LoginState) -> web.Response:
+    async def _complete(self, request: web.Request, login: LoginState) -> tuple[str, web.Response]:
+        """The outcome (a metrics label) and the answer."""
         query = request.query
         if "error" in query:
             status = 403 if query["error"] == "access_denied" else 400
             detail = query.get("error_description") or query["error"]
             message = f"The sign-in service refused the sign-in: {detail[:300]}"
-            return error_response(request, status, query["error"][:64], message, link=self.retry_link)
+            return "provider_error", error_response(request, status, query["error"][:64], message, link=self.retry_link)
         code = query.get("code")
         if not code:
-            return error_response(request, 400, "missing_code", "The sign-in service sent no authorization code.")
+            return "missing_code", error_response(request, 400, "missing_code", "The sign-in service sent no authorization code.")
         loaded = await self._provider(request)
         if isinstance(loaded, web.Response):
-            return loaded
+            return "provider_unavailable", loaded
         try:
             tokens = await loaded.client.exchange_code(code, self.redirect_uri, login.code_verifier)
             signed_in = await verify_tokens(loaded, tokens, self.profile, nonce=login.nonce, userinfo=self.config.userinfo)
         except GrantError as exc:
             log.warning("code exchange refused: %s", exc.error)
             message = f"The sign-in could not be completed ({exc.error}). Please sign in again."
-            return error_response(request, 400, "sign_in_failed", message, link=self.retry_link)
+            return "code_refused", error_response(request, 400, "sign_in_failed", message, link=self.retry_link)
         except TokenError as exc:
             log.warning("token verification failed at sign-in: %s", exc.reason)
             message = f"The sign-in service returned a token that failed verification ({exc.reason})."
-            return error_response(request, 400, "invalid_token", message, link=self.retry_link)
+            return "invalid_token", error_response(request, 400, "invalid_token", message, link=self.retry_link)
         except ProviderError as exc:
             log.warning("code exchange failed: %s", exc)
-            return error_response(request, 502, "provider_unavailable", "The sign-in service cannot be reached right now. Try again in a moment.")
+            unavailable = "The sign-in service cannot be reached right now. Try again in a moment."
+            return "provider_unavailable", error_response(request, 502, "provider_unavailable", unavailable)
         cookies.queue(request, await self.store.save(request, SessionState.new(signed_in)))  # SessionError: a 503
         log.info("signed in: %s", signed_in.username)
-        return redirect(login.return_to)
+        return "signed_in", redirect(login.return_to)
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         if not self.own_origins.request_is_ours(request):
@@ -164,6 +172,8 @@ class SignIn:
         state = await self.store.load(request)
         signed_in = state.signed_in if state is not None else None
         cookies.queue(request, await self.store.clear(request))
+        if signed_in is not None:
+            metrics.SIGN_OUTS.inc()
         loaded = self.provider.loaded
         if signed_in is not None and signed_in.refresh_token and loaded is not None:
             await loaded.client.revoke(signed_in.refresh_token)

@@ -22,6 +22,7 @@ from ..errors import ProviderError, TokenError
 from ..oidc.client import GrantError
 from ..oidc.profile import ProviderProfile
 from ..oidc.provider import Provider
+from ..ops import metrics
 from ..session.model import SignedIn
 from ..ttl_cache import TtlCache
 from .tokens import verify_tokens
@@ -73,16 +74,20 @@ class Refresher:
         # key -> (retry not before, failures so far); forgotten a while after the last back-off ends
         self._failures: TtlCache[tuple[float, int]] = TtlCache(clock=time.monotonic)
 
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        metrics.REFRESHES.labels(outcome).inc()
+
     async def refresh(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
         """`refresh_token` is the session's (a session without one cannot be refreshed)."""
         key = token_key(refresh_token, signed_in.access_token)
         recent = self._recent.get(key)
         if recent is not None:
-            self.counts["reused"] += 1
+            self._count("reused")
             return recent
         retry_at, _ = self._failures.get(key) or (0.0, 0)
         if time.monotonic() < retry_at:
-            self.counts["backing_off"] += 1
+            self._count("backing_off")
             return RefreshResult(RefreshOutcome.UNAVAILABLE)
         task = self._inflight.get(key)
         if task is None:
@@ -90,7 +95,7 @@ class Refresher:
             self._inflight[key] = task
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         else:
-            self.counts["joined"] += 1
+            self._count("joined")
         return await asyncio.shield(task)  # one caller giving up must not cancel the others' refresh
 
     async def _refresh_once(self, key: str, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
@@ -98,7 +103,7 @@ class Refresher:
             return self._call_provider(signed_in, refresh_token)
 
         result = await (self.shared.run(key, compute) if self.shared else compute())
-        self.counts[result.outcome.value] += 1
+        self._count(result.outcome.value)
         now = time.monotonic()
         if result.outcome is RefreshOutcome.UNAVAILABLE:
             failures = (self._failures.get(key) or (0.0, 0))[1]

@@ -17,6 +17,7 @@ import aiohttp
 import jwt
 
 from ..errors import ProviderError, TokenError
+from ..ops import metrics
 from .bodies import MAX_RESPONSE_BYTES, parse_json, read_limited
 
 log = logging.getLogger("gateway.oidc")
@@ -101,7 +102,12 @@ class JwksCache:
                     raise ProviderError(f"JWKS answered {response.status}")
                 document: Any = parse_json(await read_limited(response, MAX_RESPONSE_BYTES))
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            metrics.JWKS_FETCHES.labels("error").inc()
             raise ProviderError(f"JWKS unreachable: {exc.__class__.__name__}") from None
+        except ProviderError:
+            metrics.JWKS_FETCHES.labels("error").inc()
+            raise
+        metrics.JWKS_FETCHES.labels("ok").inc()
         by_kid, every = _parse_keys(document)
         if every:
             self._keys, self._all = by_kid, every

@@ -1,36 +1,95 @@
-"""Access log lines without query strings: callbacks carry codes and state that must not reach logs.
+"""Access log lines, text or JSON, with query values that look secret redacted.
 
-Cheap when on: a line is one f-string, the timestamp is formatted once a second, and lines are
-written to stderr in batches (every FLUSH_INTERVAL seconds, or MAX_PENDING lines) instead of one
-logging record and one write(2) per request, which cost the gateway about a fifth of its
-throughput (measured: docs/performance.md). Free when off: `logging.access_log: false` passes no
-logger to aiohttp at all. The lines look like the other log lines (`time pid name LEVEL message`),
-and are written only while the `aiohttp.access` logger is enabled for INFO.
+A callback's query carries the authorization code and state; other apps put tokens, signatures or
+passwords there. A value is replaced by `REDACTED` when its name says it may be a secret, or when
+it looks like one (a JWT, or a long random-looking string), so a line keeps the parameter names
+that tell an operator what the request was, and nothing to replay.
+
+Cheap when on: a line is one f-string (or one json.dumps), the timestamp is formatted once a
+second, and lines are written to stderr in batches (every FLUSH_INTERVAL seconds, or MAX_PENDING
+lines) instead of one logging record and one write(2) per request, which cost the gateway about a
+fifth of its throughput (measured: docs/performance.md). Free when off: with `logging.access_log:
+false` and no metrics, aiohttp gets no access logger at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import json
 import os
+import re
 import sys
 import time as clock
+from dataclasses import dataclass
 
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from ..short_cache import cache_short
 
 FLUSH_INTERVAL = 0.2  # seconds a line may wait
 MAX_PENDING = 512
+REDACTED = "REDACTED"
+_SECRET_NAME = re.compile(
+    r"code|state|token|secret|passw|pwd|key|sig|session|auth|credential|jwt|assertion|nonce|ticket|otp|verifier|saml",
+    re.IGNORECASE,
+)
+_JWT = re.compile(r"[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
+_OPAQUE = re.compile(r"[A-Za-z0-9_\-+/=%.~]{24,}")  # long, no spaces: a token, hash or key more often than not
+
+
+def _looks_secret(name: str, value: str) -> bool:
+    if _SECRET_NAME.search(name):
+        return True
+    if _JWT.fullmatch(value):
+        return True
+    return bool(_OPAQUE.fullmatch(value)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+@cache_short(maxsize=4096, max_len=1024)
+def loggable_target(raw_target: str) -> str:
+    """The raw (percent-encoded) target with secret-looking query values redacted.
+
+    Still percent-encoded: a `%0a` in the path cannot forge a line in the text format.
+    """
+    path, mark, query = raw_target.partition("?")
+    if not mark:
+        return path
+    kept = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and _looks_secret(name, value):
+            kept.append(f"{name}={REDACTED}")
+        elif not equals and _looks_secret("", name):
+            kept.append(REDACTED)
+        else:
+            kept.append(pair)
+    return f"{path}?{'&'.join(kept)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One answered request, as the access log tells it."""
+
+    remote: str
+    method: str
+    target: str  # from loggable_target
+    status: int
+    size: int
+    seconds: float
+    request_id: str
+    rule: str  # "" for the gateway's own endpoints
+    decision: str
+    sub: str  # "" when nobody is signed in
+    upstream: str  # "" when the gateway answered itself
 
 
 class _Batch:
-    """The process's pending access lines: aiohttp makes one AccessLogger per connection, the lines share one write."""
+    """The process's pending access lines: aiohttp makes one logger per connection, the lines share one write."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.flush_at: asyncio.TimerHandle | None = None
         self.second = -1
-        self.stamp = ""
+        self.local = ""
+        self.utc = ""
         self.pid = os.getpid()
 
     def add(self, line: str) -> None:
@@ -51,12 +110,21 @@ class _Batch:
             sys.stderr.write(text)
             sys.stderr.flush()
 
-    def timestamp(self, now: float) -> str:
-        """`2026-11-24 09:13:03,123`, as logging's default asctime."""
-        second = int(now)
+    def _tick(self, second: int) -> None:
         if second != self.second:
-            self.second, self.stamp = second, clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(second))
-        return f"{self.stamp},{int((now - second) * 1000):03d}"
+            self.second = second
+            self.local = clock.strftime("%Y-%m-%d %H:%M:%S", clock.localtime(second))
+            self.utc = clock.strftime("%Y-%m-%dT%H:%M:%S", clock.gmtime(second))
+
+    def local_time(self, now: float) -> str:
+        """`2026-11-24 09:13:03,123`, as logging's default asctime."""
+        self._tick(int(now))
+        return f"{self.local},{int((now - int(now)) * 1000):03d}"
+
+    def utc_time(self, now: float) -> str:
+        """`2026-11-24T09:13:03.123Z`, as the JSON event lines."""
+        self._tick(int(now))
+        return f"{self.utc}.{int((now - int(now)) * 1000):03d}Z"
 
 
 _batch = _Batch()  # process-wide, like logging's own handlers
@@ -67,14 +135,33 @@ def flush() -> None:
     _batch.flush()
 
 
-class AccessLogger(AbstractAccessLogger):
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)  # aiohttp skips the call (and its timing) when False
+def write_text(entry: Entry, logger_name: str) -> None:
+    """`time pid logger INFO remote "METHOD target" status size duration`, then what the gate decided."""
+    gate = f" rule={entry.rule} decision={entry.decision}" if entry.rule else ""
+    user = f" sub={entry.sub}" if entry.sub else ""
+    _batch.add(
+        f'{_batch.local_time(clock.time())} {_batch.pid} {logger_name} INFO {entry.remote} "{entry.method} {entry.target}" '
+        f"{entry.status} {entry.size} {entry.seconds * 1000:.1f}ms id={entry.request_id}{gate}{user}"
+    )
 
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        path = request.raw_path.partition("?")[0]  # still percent-encoded: a %0a cannot forge a log line
-        _batch.add(
-            f'{_batch.timestamp(clock.time())} {_batch.pid} {self.logger.name} INFO {request.remote} "{request.method} {path}" '
-            f"{response.status} {response.body_length} {time * 1000:.1f}ms"
-        )
+
+def write_json(entry: Entry, logger_name: str) -> None:
+    record = {
+        "time": _batch.utc_time(clock.time()),
+        "level": "INFO",
+        "logger": logger_name,
+        "type": "access",
+        "request_id": entry.request_id,
+        "remote": entry.remote,
+        "method": entry.method,
+        "path": entry.target,
+        "status": entry.status,
+        "bytes": entry.size,
+        "duration_ms": round(entry.seconds * 1000, 2),
+        "rule": entry.rule,
+        "decision": entry.decision,
+        "sub": entry.sub,
+        "upstream": entry.upstream,
+        "pid": _batch.pid,
+    }
+    _batch.add(json.dumps(record, ensure_ascii=True))  # ascii: a lone surrogate is escaped, never an error

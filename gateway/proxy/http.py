@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import AsyncIterator, Callable
 
 import aiohttp
@@ -19,6 +20,10 @@ from .upstream import Answer, UpstreamPool
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
+# Noted on the request for the access log and metrics (ops/observe.py): which upstream, and how
+# long it took to answer with its response head.
+UPSTREAM = web.RequestKey("upstream", str)
+UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)
 MAX_CACHED_COOKIE_HEADER = 8192  # a session (~5 KB) and the app's own cookies; longer headers are not cached
 
 
@@ -97,11 +102,13 @@ class HttpProxy:
         if request.body_exists:
             body = request.content.iter_chunked(CHUNK) if body_limit is None else body_limit.stream(request.content)
         try:
+            started = time.monotonic()
             exchange = self.pool.exchange(
                 route.base, request.method, route.target_path(request.raw_path), headers.items(), body,
                 upstream.connect_timeout, upstream.read_timeout,
             )
             async with exchange as answer:
+                request[UPSTREAM_SECONDS] = time.monotonic() - started
                 return await self._stream_back(request, answer)
         except asyncio.TimeoutError:
             log.warning("upstream timeout: %s %s", request.method, upstream.url)

@@ -1,0 +1,83 @@
+"""What happens once a request is answered: its access log line and its metrics, from one hook.
+
+aiohttp calls an access logger's `log()` after each response is sent, with the time it took. The
+gate notes its verdict on the request, the proxy the upstream and how long it took to answer; this
+reads them back. aiohttp builds one logger per connection from a class, so the settings are bound
+into a class made per config (`observer_class`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from ..auth.gate import VERDICT
+from ..config import Config, LogFormat
+from ..proxy.http import UPSTREAM, UPSTREAM_SECONDS
+from . import access_log
+from .metrics import RequestMetrics
+from .request_id import REQUEST_ID
+
+GATEWAY = "gateway"  # the decision label of what the gateway answers itself (its endpoints, edge refusals)
+
+
+@dataclass(frozen=True)
+class Observing:
+    write: Callable[[access_log.Entry, str], None] | None  # access_log.write_text or write_json; None: no access log
+    metrics: RequestMetrics | None  # None: no metrics_listen
+
+
+class RequestObserver(AbstractAccessLogger):
+    observing: ClassVar[Observing]
+
+    @property
+    def enabled(self) -> bool:
+        # aiohttp skips the call (and its timing) when False
+        observing = self.observing
+        return observing.metrics is not None or (observing.write is not None and self.logger.isEnabledFor(logging.INFO))
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        verdict = request.get(VERDICT)
+        decision = verdict.decision.value if verdict is not None else GATEWAY
+        upstream = request.get(UPSTREAM, "")
+        metrics = self.observing.metrics
+        if metrics is not None:
+            metrics.request(decision, response.status, time)
+            seconds = request.get(UPSTREAM_SECONDS)
+            if seconds is not None:
+                metrics.upstream(upstream, seconds)
+        write = self.observing.write
+        if write is None or not self.logger.isEnabledFor(logging.INFO):
+            return
+        principal = verdict.principal if verdict is not None else None
+        entry = access_log.Entry(
+            remote=request.remote or "",
+            method=request.method,
+            target=access_log.loggable_target(request.raw_path),
+            status=response.status,
+            size=response.body_length,
+            seconds=time,
+            request_id=request.get(REQUEST_ID, ""),
+            rule=verdict.rule if verdict is not None else "",
+            decision=decision,
+            sub=str(principal.claims.get("sub", "")) if principal is not None else "",
+            upstream=upstream,
+        )
+        write(entry, self.logger.name)
+
+
+def observer_class(config: Config) -> type[AbstractAccessLogger] | None:
+    """The access logger class aiohttp should use, or None when there is nothing to observe."""
+    settings = config.logging
+    write = None
+    if settings.access_log:
+        write = access_log.write_json if settings.format is LogFormat.JSON else access_log.write_text
+    metrics = RequestMetrics() if config.metrics_listen is not None else None
+    if write is None and metrics is None:
+        return None
+    return type("BoundRequestObserver", (RequestObserver,), {"observing": Observing(write, metrics)})
