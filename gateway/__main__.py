@@ -1,4 +1,4 @@
-"""Command line: python -m gateway run | check | idp | demo."""
+"""Command line: python -m gateway run | check | doctor | idp | demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .config import load_config
 from .errors import ConfigError
 from .ops import logs
 from .report import describe_config, describe_endpoints, describe_rules
+from .risks import risks
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -43,8 +44,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config.provider is not None:
         print(asyncio.run(describe_endpoints(config.provider)))
         print(describe_rules(config))
-    print(f"{path}: OK")
+    warnings = risks(config)
+    for risk in warnings:
+        print(risk.line(), file=sys.stderr)
+    print(f"{path}: OK" + (f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose, report
+
+    path = _config_path(args)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    lines, problems = report(config, asyncio.run(diagnose(config)))
+    for line in lines:
+        print(line)
+    print(f"{path}: " + (f"{problems} problem{'s' if problems > 1 else ''}" if problems else "OK"))
+    return 1 if problems else 0
 
 
 def _print_problems(exc: ConfigError) -> int:
@@ -72,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a config and print what it resolves to")
     check.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
     check.set_defaults(func=cmd_check)
+    doctor = commands.add_parser("doctor", help="ask the provider whether this app client is set up right")
+    doctor.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+    doctor.set_defaults(func=cmd_doctor)
     commands.add_parser("idp", help="run the local Cognito (python -m gateway idp --help)")
     commands.add_parser("demo", help="local Cognito + demo app + gateway on one laptop")
     args = parser.parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.func  # cmd_run or cmd_check, set by set_defaults
+    command: Callable[[argparse.Namespace], int] = args.func  # cmd_run, cmd_check or cmd_doctor, set by set_defaults
     return command(args)
 
 
