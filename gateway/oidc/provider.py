@@ -37,7 +37,7 @@ class Provider:
         """`http` gives the client session, which exists once the app has started (like JwksCache's)."""
         self.config = config
         self.http = http
-        self.loaded: LoadedProvider | None = None
+        self.loaded: LoadedProvider | None = None  # set once discovery and a JWKS with keys were fetched
         self.last_error: str | None = "not loaded yet"
         self._lock = asyncio.Lock()
 
@@ -62,6 +62,10 @@ class Provider:
         endpoints = await resolve_endpoints(http, config)
         jwks = JwksCache(self.http, endpoints.jwks_uri, config.jwks_refetch_interval, config.timeout)
         await jwks.refresh()
+        if not jwks.loaded:
+            # An empty (or all-unusable) JWKS verifies nothing: every sign-in would fail, so the
+            # provider is not loaded yet and keep_trying fetches again; /readyz stays 503 meanwhile.
+            raise ProviderError("JWKS has no usable signing key")
         policy = VerifyPolicy(
             issuer=endpoints.issuer, client_ids=(config.client_id,), algorithms=config.algorithms, profile=profile_for(config.kind)
         )

@@ -1,19 +1,25 @@
-"""The gateway as a real process: streaming in bounded memory, SIGTERM drain, worker processes."""
+"""The gateway as a real process: streaming in bounded memory, SIGTERM drain, supervised workers, readiness."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
-from tests.fixtures.servers import gateway_config, start_runner
+from tests.fixtures.servers import free_port, gateway_config, start_runner
+from tests.fixtures.stack import SESSION_SECRET
 
 SIZE = 200 * 1024 * 1024
 
@@ -52,32 +58,73 @@ async def test_200mb_download_and_upload_stream_in_bounded_memory(gateway_proces
     assert peak < 100, f"gateway peaked at {peak:.0f} MiB RSS while moving 2 x 200 MB"
 
 
-async def test_sigterm_lets_in_flight_requests_finish(gateway_process):
-    started = asyncio.Event()
-
+def slow_upstream(started: asyncio.Event, seconds: float) -> web.Application:
     async def slow(request: web.Request) -> web.Response:
         started.set()
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(seconds)
         return web.Response(text="finished")
+
+    async def fast(request: web.Request) -> web.Response:
+        return web.Response(text="fast")
 
     app = web.Application()
     app.router.add_get("/slow", slow)
-    runner, upstream = await start_runner(app)
+    app.router.add_get("/fast", fast)
+    return app
+
+
+async def refused(url: str) -> bool:
     try:
-        gateway = gateway_process(gateway_config(upstream, shutdown_grace="10s"))
         async with aiohttp.ClientSession() as http:
-            request = asyncio.create_task(http.get(gateway.url + "/slow"))
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                await response.read()
+        return False
+    except aiohttp.ClientConnectionError:
+        return True
+
+
+async def test_sigterm_drains_then_lets_in_flight_requests_finish(gateway_process):
+    started = asyncio.Event()
+    runner, upstream = await start_runner(slow_upstream(started, 2.5))
+    try:
+        gateway = gateway_process(gateway_config(upstream, drain_delay="1s", shutdown_grace="10s"))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(gateway.url + "/readyz") as response:
+                assert response.status == 200
+            in_flight = asyncio.create_task(http.get(gateway.url + "/slow"))
             await asyncio.wait_for(started.wait(), 5)
             gateway.process.send_signal(signal.SIGTERM)
-            response = await request
+            signalled = time.monotonic()
+            while True:  # "at once": the signal is handled between two requests
+                async with http.get(gateway.url + "/readyz") as response:
+                    if response.status == 503:
+                        assert await response.json() == {"status": "not ready", "reasons": {"gateway": "draining"}}
+                        break
+                assert time.monotonic() - signalled < 0.5, "/readyz still 200 after SIGTERM"
+                await asyncio.sleep(0.02)
+            async with http.get(gateway.url + "/fast") as response:  # served normally meanwhile
+                assert response.status == 200 and await response.text() == "fast"
+                assert response.headers["Connection"] == "close", "during the drain a response ends its connection"
+            while not await refused(gateway.url + "/healthz"):
+                assert time.monotonic() - signalled < 5, "the listener never closed"
+                await asyncio.sleep(0.05)
+            closed_after = time.monotonic() - signalled
+            assert 0.9 < closed_after < 2.5, f"the listener closed {closed_after:.2f}s after SIGTERM, drain_delay is 1s"
+            response = await in_flight  # started before the signal, still running when the listener closed
             assert response.status == 200 and await response.text() == "finished"
-            exit_code = await asyncio.to_thread(gateway.process.wait, 15)
-            assert exit_code == 0
-            with pytest.raises(aiohttp.ClientConnectionError):
-                await http.get(gateway.url + "/healthz")
+        assert await asyncio.to_thread(gateway.process.wait, 15) == 0
         assert "draining" in gateway.log()
     finally:
         await runner.cleanup()
+
+
+async def test_sigint_skips_the_drain_delay(gateway_process, demo_upstream):
+    """Ctrl-C at a terminal: nobody polls /readyz there, so no 5 s wait."""
+    gateway = gateway_process(gateway_config(demo_upstream, drain_delay="5s"))
+    began = time.monotonic()
+    gateway.process.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(gateway.process.wait, 15) == 0
+    assert time.monotonic() - began < 2.5
 
 
 def listening_pids(port: int) -> set[int]:
@@ -116,3 +163,138 @@ async def test_sigterm_closes_websockets_with_going_away(gateway_process, demo_u
             assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
     assert await asyncio.to_thread(gateway.process.wait, 15) == 0
     assert time.monotonic() - began < 5, "an open WebSocket must not hold shutdown for the whole grace period"
+
+
+def process_gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie (reaped here when it came to pytest, a subreaper: tests/conftest.py)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    if state != "Z":
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # its parent's to reap
+    return True
+
+
+async def eventually(condition: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within}s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_crashed_worker_is_replaced_and_workers_die_with_their_parent(gateway_process, demo_upstream):
+    gateway = gateway_process(gateway_config(demo_upstream), workers=2)
+    port = int(gateway.url.rsplit(":", 1)[1])
+    await eventually(lambda: len(listening_pids(port)) == 2, 10, "2 workers listening")
+    victim = min(listening_pids(port))
+    os.kill(victim, signal.SIGKILL)
+    await eventually(lambda: process_gone(victim), 3, "the killed worker exits")
+    async with aiohttp.ClientSession() as http:
+        for _ in range(10):  # the other worker answers alone meanwhile
+            async with http.get(gateway.url + "/api/whoami", headers={"Connection": "close"}) as response:
+                assert response.status == 200
+    await eventually(lambda: len(listening_pids(port) - {victim}) == 2, 10, "a new worker in its place")
+    assert f"(pid {victim}) exited with -9; restarting" in gateway.log()
+    workers = listening_pids(port)
+
+    gateway.process.kill()  # SIGKILL: the parent cannot tell its workers anything
+    killed = time.monotonic()
+    await eventually(lambda: all(process_gone(pid) for pid in workers), 3, "workers exit with their parent")
+    assert time.monotonic() - killed < 3
+    assert await refused(gateway.url + "/healthz")
+
+
+class StubProvider:
+    """An OpenID provider reduced to discovery and a JWKS whose keys a test sets."""
+
+    def __init__(self, port: int) -> None:
+        self.issuer = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.keys: list[dict[str, Any]] = []
+        self.jwks_served = 0
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def discovery(request: web.Request) -> web.Response:
+            base = self.issuer
+            return web.json_response(
+                {"issuer": base, "authorization_endpoint": f"{base}/authorize", "token_endpoint": f"{base}/token", "jwks_uri": f"{base}/jwks"}
+            )
+
+        async def jwks(request: web.Request) -> web.Response:
+            self.jwks_served += 1
+            return web.json_response({"keys": self.keys})
+
+        app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", discovery)
+        app.router.add_get("/jwks", jwks)
+        self.runner, _ = await start_runner(app, port=self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def public_jwk() -> dict[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return {**json.loads(RSAAlgorithm.to_jwk(key)), "kid": "k1", "use": "sig", "alg": "RS256"}
+
+
+def signing_in_config(provider: StubProvider, upstream: str, **session: Any) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{free_port()}"
+    return gateway_config(
+        upstream,
+        listen=url.removeprefix("http://"),
+        public_url=url,
+        provider={"issuer": provider.issuer, "client_id": "gw"},
+        session={"secrets": [SESSION_SECRET], **session},
+    )
+
+
+async def readiness(http: aiohttp.ClientSession, gateway: str) -> tuple[int, dict[str, str]]:
+    async with http.get(gateway + "/readyz") as response:
+        return response.status, (await response.json()).get("reasons", {})
+
+
+async def test_not_ready_until_the_provider_jwks_has_keys(make_gateway, demo_upstream, http):
+    provider = StubProvider(free_port())  # not listening yet: the provider is down
+    gateway = await make_gateway(signing_in_config(provider, demo_upstream))
+    try:
+        status, reasons = await readiness(http, gateway)
+        assert status == 503 and reasons["provider"].startswith("not loaded")
+        await provider.start()  # up, but its JWKS has no key yet: nothing could be verified
+        await eventually(lambda: provider.jwks_served > 0, 5, "the gateway retries and fetches the JWKS")
+        status, reasons = await readiness(http, gateway)
+        assert status == 503 and reasons == {"provider": "not loaded: JWKS has no usable signing key"}
+        provider.keys = [public_jwk()]
+        deadline = time.monotonic() + 8  # the gateway retries after 1, 2, 5 s
+        while (await readiness(http, gateway))[0] != 200:
+            assert time.monotonic() < deadline, await readiness(http, gateway)
+            await asyncio.sleep(0.1)
+    finally:
+        await provider.stop()
+
+
+async def test_not_ready_while_redis_is_down(make_gateway, demo_upstream, redis_factory, http):
+    provider = StubProvider(free_port())
+    provider.keys = [public_jwk()]
+    await provider.start()
+    redis = await redis_factory()
+    try:
+        gateway = await make_gateway(signing_in_config(provider, demo_upstream, store="redis", redis_url=redis.url))
+        await eventually(lambda: provider.jwks_served > 0, 5, "the provider loaded")
+        assert await readiness(http, gateway) == (200, {})
+        await redis.kill()
+        began = time.monotonic()
+        status, reasons = await readiness(http, gateway)
+        assert status == 503 and list(reasons) == ["redis"] and reasons["redis"].startswith("redis unreachable")
+        assert len(reasons["redis"]) < 80 and time.monotonic() - began < 1.5
+        await redis.start()
+        assert await readiness(http, gateway) == (200, {})
+    finally:
+        await provider.stop()
