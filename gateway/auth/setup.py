@@ -148,7 +148,12 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     provider = parts.provider
 
     async def provider_problem() -> str | None:
-        return provider.last_error
+        # Ready once discovery and the JWKS (with a usable key) loaded: before that no sign-in can
+        # be verified. Not unready again when the provider goes down later: signed-in users keep
+        # working on their sessions, and a load balancer that pulled every instance would help nobody.
+        if provider.loaded is not None:
+            return None
+        return f"not loaded: {provider.last_error or 'loading'}"
 
     readiness.checks["provider"] = provider_problem
     redis_client = parts.redis_client
