@@ -7,6 +7,7 @@ verdict's headers -> stream (HTTP or WebSocket). The proxy knows nothing of iden
 from __future__ import annotations
 
 import logging
+import time
 from typing import AsyncIterator
 
 import aiohttp
@@ -23,6 +24,7 @@ from .errors import SessionError
 from .hosts import request_host, valid_host
 from .ops import metrics, request_id
 from .ops.health import READINESS, add_health_routes
+from .ops.observe import STARTED
 from .proxy.http import UPSTREAM, HttpProxy
 from .proxy.routing import Route, Router
 from .proxy.upstream import UpstreamPool
@@ -74,6 +76,7 @@ class Edge:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[STARTED] = time.perf_counter()
         request_id.assign(request)
         limit = self.max_header_size
         size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)

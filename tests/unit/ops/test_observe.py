@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from gateway.auth.identity import SpoofedHeaders
 from gateway.auth.principal import Principal
 from gateway.config import IdentityConfig, parse_config
 from gateway.ops import access_log
-from gateway.ops.observe import observer_class
+from gateway.ops.observe import STARTED, observer_class
 from gateway.ops.request_id import REQUEST_ID
 from gateway.proxy.http import UPSTREAM, UPSTREAM_SECONDS
 
@@ -93,3 +94,13 @@ async def test_a_websocket_is_counted_not_timed() -> None:
     observe(settings, allowed(), status=101)
     assert sample("gateway_requests_total", decision="allow", status="101") == counted + 1
     assert sample("gateway_request_duration_seconds_count", decision="allow") == timed
+
+
+async def test_the_duration_is_timed_from_the_edge_not_by_the_loops_millisecond_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    cls = observer_class(parse_config({"upstreams": UPSTREAMS, "logging": {"format": "json"}}))
+    assert cls is not None
+    request = make_mocked_request("GET", "/")
+    request[STARTED] = time.perf_counter() - 0.0004
+    cls(logging.getLogger("aiohttp.access"), "").log(request, web.Response(), 0.0)  # uvloop would say 0 ms
+    access_log.flush()
+    assert 0.4 <= json.loads(capsys.readouterr().err)["duration_ms"] < 50
