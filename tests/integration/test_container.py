@@ -7,6 +7,9 @@ storage, so later runs only rebuild changed layers.
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -14,11 +17,14 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from gateway.config import load_config, parse_duration
+from gateway.idp.config import load_idp_config
 from tests.fixtures import podman
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,15 +39,6 @@ def test_dockerfile_is_lint_clean() -> None:
         podman.require_tools("hadolint")
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"hadolint findings:\n{result.stdout}{result.stderr}"
-
-
-def test_compose_file_is_valid() -> None:
-    podman.require_tools("docker-compose")
-    result = podman.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], timeout=60)
-    services = yaml.safe_load(result.stdout)["services"]
-    assert services["gateway"]["environment"]["UPSTREAM_URL"] == "http://demo:8000"
-    assert services["gateway"]["environment"]["GATEWAY_LISTEN"] == "0.0.0.0:8080"
-    assert services["demo"]["entrypoint"] == ["python", "-m", "gateway.demo"]
 
 
 @pytest.fixture
@@ -62,7 +59,7 @@ def demo_upstream() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gateway_image() -> str:
     podman.require_tools("podman", "runc", "debootstrap", "tar")
     started = time.monotonic()
@@ -103,3 +100,155 @@ def _assert_healthcheck(name: str) -> None:
     assert "/healthz" in inspected.stdout
     result = subprocess.run([*podman.PODMAN, "healthcheck", "run", name], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"healthcheck failed: {result.stdout}{result.stderr}"
+
+
+# --- docker-compose.yml: local Cognito + demo app + gateway; profile fleet: 2 gateways, Redis, nginx ---
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+NGINX_CONF = ROOT / "deploy" / "compose" / "nginx.conf"
+DEFAULT_SERVICES = {"session-secret", "cognito", "demo", "gateway"}
+FLEET_SERVICES = DEFAULT_SERVICES | {"redis", "gateway-1", "gateway-2", "nginx"}
+PORT_VARIABLES = ("GATEWAY_PORT", "COGNITO_PORT", "FLEET_PORT")
+DEFAULT_PORTS = {"GATEWAY_PORT": 8080, "COGNITO_PORT": 9000, "FLEET_PORT": 8090}
+MOVED_PORTS = {"GATEWAY_PORT": 18080, "COGNITO_PORT": 19000, "FLEET_PORT": 18090}
+# Secret-looking tokens: 32+ characters of base64/base64url/hex with at least one digit.
+SECRET_LIKE = re.compile(r"(?<![A-Za-z0-9+/_=-])(?=[A-Za-z0-9+/_=-]*\d)[A-Za-z0-9+/_=-]{32,}")
+
+
+def compose_config(profile: str | None, ports: dict[str, int] | None) -> dict[str, Any]:
+    """`docker-compose config`: the file as the compose tool reads it, with this environment."""
+    podman.require_tools("docker-compose")
+    env = {key: value for key, value in os.environ.items() if key not in PORT_VARIABLES}
+    env.update({key: str(value) for key, value in (ports or {}).items()})
+    profile_args = ["--profile", profile] if profile else []
+    result = podman.run(["docker-compose", "-f", str(COMPOSE_FILE), *profile_args, "config"], timeout=60, env=env)
+    services = yaml.safe_load(result.stdout)["services"]
+    # docker-compose v1 prints every service: keep those the profile starts, as `up` would.
+    active = {name: s for name, s in services.items() if not s.get("profiles") or profile in s["profiles"]}
+    for name, service in active.items():
+        needs = set(service.get("depends_on", {})) | {service.get("network_mode", "")[len("service:") :]} - {""}
+        assert needs <= set(active), f"{name} needs {needs - set(active)}, which profile {profile} does not start"
+    return active
+
+
+def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
+    """Container port -> (host address, host port), from the short or the long port syntax."""
+    found = {}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found[int(entry["target"])] = (entry.get("host_ip", ""), int(entry["published"]))
+        else:
+            host_ip, host_port, target = entry.split("/")[0].rsplit(":", 2)
+            found[int(target)] = (host_ip, int(host_port))
+    return found
+
+
+def mounts(service: dict[str, Any]) -> list[str]:
+    """`source:target:ro|rw` for each volume, from the short or the long syntax."""
+    found = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, dict):
+            entry = f"{entry['source']}:{entry['target']}:{'ro' if entry.get('read_only') else 'rw'}"
+        found.append(entry if entry.count(":") == 2 else f"{entry}:rw")
+    return found
+
+
+def in_repo(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file behind a path under /etc/gateway: config/ must be what is mounted there."""
+    assert f"{ROOT / 'config'}:/etc/gateway:ro" in mounts(service)
+    return ROOT / "config" / Path(container_path).relative_to("/etc/gateway")
+
+
+def gateway_check(config_file: Path, env: dict[str, str]) -> None:
+    """`python -m gateway check` with the environment the container gives the gateway."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(config_file)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env={"PATH": os.environ.get("PATH", ""), **env},
+    )  # fmt: skip
+    assert result.returncode == 0, f"check {config_file.name} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    assert result.stdout.rstrip().endswith(f"{config_file}: OK"), result.stdout[-500:]
+
+
+@pytest.mark.parametrize("ports", [None, MOVED_PORTS], ids=["default-ports", "moved-ports"])
+@pytest.mark.parametrize("profile", [None, "fleet"], ids=["default-profile", "fleet-profile"])
+def test_compose_profiles_wire_the_issuer_callbacks_and_secret(
+    profile: str | None, ports: dict[str, int] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose_config(profile, ports)
+    want = {**DEFAULT_PORTS, **(ports or {})}
+    assert set(services) == (FLEET_SERVICES if profile else DEFAULT_SERVICES)
+
+    # The local Cognito owns the namespace; its issuer is 127.0.0.1:<port> inside and outside.
+    cognito = services["cognito"]
+    assert "network_mode" not in cognito
+    cognito_env = {key: str(value) for key, value in cognito["environment"].items()}
+    for key, value in cognito_env.items():
+        monkeypatch.setenv(key, value)
+    idp_command = cognito["command"]
+    assert idp_command[:2] == ["idp", "--config"]
+    idp = load_idp_config(in_repo(cognito, idp_command[2]))
+    assert (idp.host, idp.port) == ("0.0.0.0", want["COGNITO_PORT"])
+    assert idp.issuer_url == f"http://127.0.0.1:{want['COGNITO_PORT']}/{idp.user_pool_id}"
+    assert published(cognito) == {
+        8080: ("127.0.0.1", want["GATEWAY_PORT"]),
+        want["COGNITO_PORT"]: ("127.0.0.1", want["COGNITO_PORT"]),
+    }
+    assert all("ports" not in s for name, s in services.items() if name not in ("cognito", "nginx")), "only the front is published"
+
+    gateways = sorted(name for name in services if name.startswith("gateway"))
+    assert gateways == (["gateway", "gateway-1", "gateway-2"] if profile else ["gateway"])
+    listen_ports = {}
+    for name in gateways:
+        service = services[name]
+        assert service["network_mode"] == "service:cognito", f"{name} must share the local Cognito's loopback"
+        assert service["depends_on"]["cognito"]["condition"] == "service_healthy"
+        assert service["depends_on"]["session-secret"]["condition"] == "service_completed_successfully"
+        assert "gateway-secrets:/secrets:ro" in mounts(service)
+        assert "/secrets/session_secret" in " ".join(service["entrypoint"])
+        env = {key: str(value) for key, value in service["environment"].items()}
+        assert not [key for key in env if "SECRET" in key], f"{name}: a secret in environment:"
+        env["SESSION_SECRET"] = secrets.token_urlsafe(48)  # what session-secret writes
+        config_file = in_repo(service, env["GATEWAY_CONFIG"])
+        gateway_check(config_file, env)
+        config = load_config(config_file, env=env)
+        assert config.provider is not None and config.public_url is not None
+        assert config.provider.issuer == idp.issuer_url, f"{name} fetches another issuer than the tokens name"
+        client = idp.client(config.provider.client_id)
+        assert client is not None, f"{name}: client {config.provider.client_id} is not in the local Cognito"
+        assert f"{config.public_url}/oauth2/callback" in client.callback_urls
+        assert f"{config.public_url}/" in client.logout_urls
+        assert parse_duration(service["stop_grace_period"]) >= config.drain_delay + config.shutdown_grace
+        listen_ports[name] = config.listen_port
+        if name == "gateway":
+            assert config.public_url == f"http://localhost:{want['GATEWAY_PORT']}"
+            assert config.listen_port == 8080 and config.session.store.value == "cookie"
+            assert config.upstreams[0].url == "http://demo:8000"
+        else:
+            assert config.public_url == f"http://localhost:{want['FLEET_PORT']}"
+            assert config.session.store.value == "redis"
+            assert urlsplit(config.session.redis_url).hostname == "redis" and "redis" in services
+
+    if profile == "fleet":
+        # nginx round-robins over exactly the two fleet gateways, reached by the namespace's name.
+        assert len({listen_ports["gateway-1"], listen_ports["gateway-2"], listen_ports["gateway"]}) == 3
+        nginx_conf = NGINX_CONF.read_text()
+        servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)\s*;", nginx_conf, re.M)
+        assert sorted(servers) == sorted(("cognito", str(listen_ports[g])) for g in ("gateway-1", "gateway-2"))
+        listen = re.findall(r"^\s*listen\s+(\d+)\s*;", nginx_conf, re.M)
+        assert published(services["nginx"]) == {int(listen[0]): ("127.0.0.1", want["FLEET_PORT"])}
+        assert str(NGINX_CONF) in " ".join(map(str, services["nginx"]["volumes"]))
+
+
+def test_compose_files_hold_no_secret() -> None:
+    """The session secret is made at the first `up`; nothing secret-like is written in the files."""
+    files = [COMPOSE_FILE, NGINX_CONF, *sorted((ROOT / "config").glob("compose*.yaml")), ROOT / "config" / "idp-compose.yaml"]
+    for path in files:
+        text = path.read_text()
+        assert not SECRET_LIKE.findall(text), f"{path.name}: secret-like literals {SECRET_LIKE.findall(text)}"
+        if path.name.startswith("compose"):
+            assert yaml.safe_load(text)["session"]["secrets"] == ["${SESSION_SECRET}"], f"{path.name}: secrets only from the environment"
+    assert all(c.get("client_secret") is None for c in yaml.safe_load((ROOT / "config" / "idp-compose.yaml").read_text())["clients"])
+    # the one-shot service writes a fresh random secret, 0400, owned by the gateways' uid
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["session-secret"]
+    script = service["entrypoint"][-1]
+    assert "secrets.token_urlsafe(48)" in script and "0o400" in script and "10001" in script
