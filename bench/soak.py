@@ -329,7 +329,7 @@ class Processes:
     def stop_all(self) -> None:
         for _, process in self.started:
             if process.poll() is None:
-                process.terminate()
+                process.send_signal(signal.SIGINT)  # the gateway's stop without its drain_delay
         deadline = time.monotonic() + 10
         for _, process in self.started:
             try:

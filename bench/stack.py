@@ -128,9 +128,13 @@ class Processes:
         raise RuntimeError(f"{name} not ready at {url} after {timeout}s:\n{self.log_tail(name)}")
 
     def stop(self, process: subprocess.Popen[bytes], grace: float = 10) -> None:
-        """SIGTERM to the child's process group; SIGKILL to what is left after `grace` seconds."""
+        """SIGINT to the child's process group; SIGKILL to what is left after `grace` seconds.
+
+        SIGINT, not SIGTERM: the gateway stops at once on it, where SIGTERM would first keep serving
+        for its drain_delay (docs/operations.md); every other server here stops on either.
+        """
         pgid = process.pid  # start_new_session: the child leads its own group
-        _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGINT)
         deadline = time.monotonic() + grace
         try:
             process.wait(timeout=grace)
@@ -233,13 +237,11 @@ def gateway_config(
     config: dict[str, object] = {
         "listen": f"127.0.0.1:{port}",
         "shutdown_grace": "2s",  # wrk has closed its connections when a row stops
+        "metrics_listen": f"127.0.0.1:{free_port()}",  # measured as run in production: counting
         "upstreams": [{"path": "/", "url": upstream.rstrip("/")}],
     }
     if limits:
         config["limits"] = limits
-    import os
-    if os.environ.get("NOLOG"):
-        config["logging"] = {"access_log": False}
     if issuer is not None:
         config["public_url"] = public_url or f"http://127.0.0.1:{port}"
         config["provider"] = {"issuer": issuer, "client_id": CLIENT_ID}
