@@ -10,8 +10,9 @@ The thresholds, and why:
   offline, as fast as hardware allows, and then forge sessions for anyone. 43 characters is what
   `openssl rand -base64 32` (256 random bits) gives; config.py already refuses fewer than 32. Every
   secret is checked, not only the first: each one still opens (and so forges) sessions. A long
-  secret is also flagged when its characters, counted, carry under 128 bits (`aaaa…`,
-  `changeme` repeated): random base64 of that length carries about 180.
+  secret is also flagged when its characters, counted, carry under 128 bits (`aaaa…`; random
+  base64 of that length carries about 180), or when most of its three-character runs repeat
+  (`changeme` six times).
 - `trusted_proxies` wider than any private range (`0.0.0.0/0`, `::/0`, `0.0.0.0/1`, a public /6):
   every such peer may set `X-Forwarded-*` (the client address and scheme the app sees) and is
   answered by forward-auth (`/oauth2/auth`) with identity headers and tokens.
@@ -85,10 +86,15 @@ def secret_weakness(secret: str) -> str | None:
     if len(secret) < RANDOM_SECRET_CHARS:
         return (f"is {len(secret)} characters; a random secret of {RANDOM_SECRET_CHARS}+ (openssl rand -base64 32) is "
                 "safe against offline guessing by anyone holding a cookie, a shorter or chosen one may not be")  # fmt: skip
-    bits = secret_bits(secret)
-    if bits < MIN_SECRET_BITS:
-        return f"repeats few characters (about {bits:.0f} bits by their counts): use a random one (openssl rand -base64 32)"
+    if secret_bits(secret) < MIN_SECRET_BITS or _repeats_itself(secret):
+        return "repeats characters or runs of characters: use a random one (openssl rand -base64 32)"
     return None
+
+
+def _repeats_itself(secret: str) -> bool:
+    """More than half of its three-character runs occur twice (`changeme` six times): random text does not."""
+    runs = len(secret) - 2
+    return len({secret[i : i + 3] for i in range(runs)}) < runs / 2
 
 
 def secret_risks(config: Config) -> list[Risk]:

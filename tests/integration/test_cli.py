@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.fixtures.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = secrets.token_urlsafe(32)  # made here: a secret written in the repository is refused beyond loopback
 
@@ -79,3 +81,24 @@ def test_check_and_run_refuse_the_demo_secret_on_a_reachable_listener():
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         assert "session.secrets[0]: is published in the cognito-gateway repository" in result.stderr
     assert gateway("check", "--config", demo, env={"GATEWAY_LISTEN": "127.0.0.1:18080", "SESSION_SECRET": ""}).returncode == 0
+
+
+def test_check_warns_about_risky_settings_and_still_passes(tmp_path):
+    short = secrets.token_urlsafe(24)  # 32 characters: accepted, but below a random 43
+    path = write(tmp_path, {
+        "public_url": "http://app.example.com", "upstreams": [{"url": "http://app:8000"}], "trusted_proxies": ["0.0.0.0/0"],
+        "provider": {"issuer": f"http://127.0.0.1:{free_port()}", "client_id": "c"}, "session": {"secrets": [short]},
+        "rules": [{"path": "regex:/public/", "allow": "anyone"}],
+    })  # fmt: skip
+    result = gateway("check", "--config", path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line.split(":", 2)[1].strip() for line in result.stderr.splitlines()]
+    assert warnings == ["public_url", "session.secrets[0]", "trusted_proxies[0]", "rules[0].path"], result.stderr
+    assert all(line.startswith("warning: ") for line in result.stderr.splitlines()) and short not in result.stderr
+    assert result.stdout.splitlines()[-1] == f"{path}: OK (4 warnings)"
+
+
+def test_doctor_refuses_a_bad_config_like_check(tmp_path):
+    path = write(tmp_path, {"upstreams": [{"url": "http://app:8000"}], "provider": {"issuer": "https://op.example.com"}})
+    result = gateway("doctor", "--config", path)
+    assert result.returncode == 1 and "provider.client_id: is required" in result.stderr and result.stdout == ""
