@@ -6,6 +6,7 @@ storage, so later runs only rebuild changed layers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import yaml
 from gateway.config import load_config, parse_duration
 from gateway.idp.config import load_idp_config
 from tests.fixtures import podman
+from tests.fixtures.browser import Browser
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/cognito-gateway:test"
@@ -252,3 +254,76 @@ def test_compose_files_hold_no_secret() -> None:
     service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["session-secret"]
     script = service["entrypoint"][-1]
     assert "secrets.token_urlsafe(48)" in script and "0o400" in script and "10001" in script
+
+
+def podman_compose() -> str:
+    """podman-compose from the dev extra (next to this Python), else from PATH."""
+    beside = Path(sys.executable).with_name("podman-compose")
+    return str(beside) if beside.exists() else shutil.which("podman-compose") or "podman-compose"
+
+
+@pytest.fixture
+def compose_stack(gateway_image: str, tmp_path: Path) -> Iterator[dict[str, int]]:
+    """`podman-compose up` of the default profile on free host ports, with the image just built; `down -v` after."""
+    podman.require_tools(podman_compose(), *map(str, podman.NETAVARK_PROGRAMS))
+    env = podman.compose_env(tmp_path)
+    problem = podman.bridge_network_problem(gateway_image, env)
+    if problem:
+        # Not a missing package (those fail under CI above): this machine refuses bridge networking.
+        pytest.skip(f"podman cannot run a bridge network here: {problem}")
+    ports = {key: podman.free_port() for key in PORT_VARIABLES}
+    env.update({key: str(port) for key, port in ports.items()})
+    # The compose file builds `cognito-gateway:latest`; here every service of that image runs the one built above.
+    declared = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    override = tmp_path / "compose.override.yml"
+    override.write_text(yaml.safe_dump({"services": {name: {"image": gateway_image} for name, s in declared.items() if "build" in s}}))
+    project = f"gwc{uuid.uuid4().hex[:8]}"
+    compose = [podman_compose(), "--project-name", project, "-f", str(COMPOSE_FILE), "-f", str(override)]
+    try:
+        started = time.monotonic()
+        podman.run([*compose, "up", "-d", "--no-build"], timeout=240, env=env, cwd=ROOT)
+        print(f"\ncompose up in {time.monotonic() - started:.1f}s")
+        yield ports
+    finally:
+        logs = subprocess.run([*compose, "logs", "--no-color"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+        print(logs.stdout[-6000:], logs.stderr[-2000:])
+        subprocess.run([*compose, "down", "-v", "-t", "3"], capture_output=True, timeout=120, env=env, cwd=ROOT)
+        # Whatever `down` left (a container, the network, the secret's volume) goes too.
+        label = f"label=io.podman.compose.project={project}"
+        left = subprocess.run(["podman", "ps", "-aq", "--filter", label], capture_output=True, text=True, timeout=60, env=env)
+        for container in left.stdout.split():
+            subprocess.run(["podman", "rm", "-f", "-t", "0", container], capture_output=True, timeout=60, env=env)
+        subprocess.run(["podman", "network", "rm", "-f", f"{project}_default"], capture_output=True, timeout=60, env=env)
+        subprocess.run(["podman", "volume", "rm", "-f", f"{project}_gateway-secrets"], capture_output=True, timeout=60, env=env)
+        subprocess.run(["podman", "pod", "rm", "-f", f"pod_{project}"], capture_output=True, timeout=60, env=env)
+
+
+@pytest.mark.timeout(1800)
+async def test_compose_up_signs_alice_in_through_the_local_cognito(compose_stack: dict[str, int], browser: Browser) -> None:
+    """The default profile, for real: the Hosted UI on the published port, tokens from the same issuer, the app sees alice."""
+    gateway_url = f"http://localhost:{compose_stack['GATEWAY_PORT']}"
+    hosted_ui = f"http://127.0.0.1:{compose_stack['COGNITO_PORT']}"
+    try:
+        # ready = the gateway loaded discovery and JWKS from http://127.0.0.1:<port>, over its own loopback
+        await asyncio.to_thread(podman.wait_http, f"http://127.0.0.1:{compose_stack['GATEWAY_PORT']}/readyz", 90)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
+
+    page = await browser.sign_in(f"{gateway_url}/?from=compose", username="alice")
+    assert page.status == 200, page.text[:500]
+    assert page.url == f"{gateway_url}/?from=compose"
+    # the form was the Hosted UI's, on the published port; its code came back to the gateway's callback
+    assert page.history[0].startswith(f"{hosted_ui}/login?"), page.history
+    assert any(url.startswith(f"{gateway_url}/oauth2/callback?code=") for url in page.history), page.history
+    assert "Signed in as <strong>alice</strong> (alice@example.com)" in page.text
+
+    whoami = await browser.open(f"{gateway_url}/api/whoami")
+    identity = {key.lower(): value for key, value in json.loads(whoami.text)["identity"].items()}
+    assert identity["x-forwarded-user"] == "alice"
+    assert identity["x-forwarded-email"] == "alice@example.com"
+    assert identity["x-forwarded-groups"] == "admins"
+
+    # Sign-out goes through the Hosted UI's /logout (the compose URL is a registered sign-out URL) and back.
+    signed_out = await browser.open(f"{gateway_url}/oauth2/sign_out", from_page=f"{gateway_url}/")
+    assert any(url.startswith(f"{hosted_ui}/logout") for url in signed_out.history), signed_out.history
+    assert signed_out.status == 200 and "password" in signed_out.text, f"{signed_out.status} at {signed_out.url}"
