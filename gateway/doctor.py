@@ -21,8 +21,6 @@ Nothing the provider answers is followed, and nothing secret is printed: every l
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +29,7 @@ import aiohttp
 import redis.asyncio as redis
 
 from . import doctor_answers as answers
+from .auth.login import s256
 from .config import Config, ProviderConfig, ProviderKind, SessionStore
 from .errors import ProviderError
 from .oidc.client import GrantError, OidcClient
@@ -71,27 +70,23 @@ def redirect_uri(config: Config) -> str:
     return f"{config.public_url}{config.endpoints_prefix}/callback"
 
 
-def _s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
 async def check_discovery(probe: Probe, provider: ProviderConfig) -> tuple[list[Finding], ProviderEndpoints | None]:
     """Discovery and JWKS; the endpoints the other checks use (None when they cannot be known)."""
     derived = cognito_endpoints(provider.cognito) if provider.cognito is not None else None
     issuer = derived.issuer if derived is not None else str(provider.issuer)
     url = f"{issuer}/.well-known/openid-configuration"
     endpoints = derived
+    hint = " — check provider.cognito (region, user_pool_id)" if derived is not None else " — check provider.issuer"
     try:
         answer = await probe.request("GET", url)
         document = answer.json_object()
         if answer.status != 200 or document is None:
-            raise ProviderError(f"{url} answered {answer.status}{' (not a JSON object)' if answer.status == 200 else ''}")
+            raise ProviderError(f"{url} answered {answer.status}{' (not a JSON object)' if answer.status == 200 else ''}{hint}")
         found = from_discovery(document, issuer, profile_for(provider.kind))
         endpoints = derived or found
         findings = [ok("discovery", url)]
     except ProviderError as exc:
-        hint = " — check provider.cognito (region, user_pool_id)" if derived is not None else " — check provider.issuer"
-        findings = [fail("discovery", f"{exc}{hint}")]
+        findings = [fail("discovery", str(exc))]
     if endpoints is None:
         return [*findings, skip("jwks", "needs the discovery document")], None
     return [*findings, await check_jwks(probe, endpoints.jwks_uri, provider.algorithms)], endpoints
@@ -122,13 +117,14 @@ async def check_authorize(probe: Probe, config: Config, provider: ProviderConfig
         "scope": " ".join(provider.scopes),
         "state": secrets.token_urlsafe(32),
         "nonce": secrets.token_urlsafe(32),
-        "code_challenge": _s256(secrets.token_urlsafe(64)),
+        "code_challenge": s256(secrets.token_urlsafe(64)),
         "code_challenge_method": "S256",
     }
     try:
         answer = await probe.request("GET", f"{endpoints.authorize}?{urlencode(params)}")
     except ProviderError as exc:
-        return [fail("authorize", str(exc)), skip("callback", "the authorize endpoint did not answer")]
+        hint = " — check provider.cognito.domain (the Hosted UI domain)" if provider.cognito is not None else ""
+        return [fail("authorize", f"{exc}{hint}"), skip("callback", "the authorize endpoint did not answer")]
     return answers.read_authorize(answer, endpoints.authorize, provider.client_id, callback)
 
 
@@ -172,7 +168,8 @@ def check_clock(samples: list[answers.ClockSample]) -> Finding:
         return fail("clock", f"{text}: beyond the {CLOCK_LEEWAY:g} s the gateway allows on token times, sign-ins fail — sync it (NTP)")
     if abs(skew) > CLOCK_WARNING:
         return Finding(Verdict.WARN, "clock", f"{text}: within the {CLOCK_LEEWAY:g} s leeway, but sync it (NTP)")
-    return ok("clock", f"in sync with {best.host} ({skew:+.1f} s by its Date header)")
+    shown = skew if abs(skew) >= 0.05 else 0.0  # no "-0.0 s"
+    return ok("clock", f"in sync with {best.host} ({shown:+.1f} s by its Date header)")
 
 
 async def check_redis(url: str, timeout: float) -> Finding:

@@ -216,7 +216,10 @@ def read_token_error(error: str, status: int, client_id: str, has_secret: bool) 
             return fail("secret", f"the token endpoint refuses the credentials of client {client_id} (invalid_client) — check provider.client_secret")
         return fail("secret", f"the token endpoint refuses client {client_id} without a secret (invalid_client) — "
                               "it is a confidential client: set provider.client_secret")  # fmt: skip
-    return fail("secret", f"the token endpoint answered a made-up code with {error} ({status}), not invalid_grant{_HINTS.get(error, '')}")
+    if error == "unauthorized_client":  # Cognito says so for a redirect_uri it does not know, too
+        return fail("secret", f"the token endpoint does not let client {client_id} redeem codes (unauthorized_client) — enable the "
+                              "authorization code grant for this app client, and register the callback URL")  # fmt: skip
+    return fail("secret", f"the token endpoint answered a made-up code with {error} ({status}), not invalid_grant")
 
 
 def read_sign_out(answer: Answer, logout: str, client_id: str, back: str, confirmation_page_ok: bool) -> Finding:
