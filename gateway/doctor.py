@@ -29,14 +29,14 @@ import aiohttp
 import redis.asyncio as redis
 
 from . import doctor_answers as answers
-from .auth.login import s256
+from .doctor_answers import Answer, Finding, Verdict, fail, ok, skip
+from .auth.login import s256  # the gateway's own PKCE challenge
 from .config import Config, ProviderConfig, ProviderKind, SessionStore
 from .errors import ProviderError
 from .oidc.client import GrantError, OidcClient
 from .oidc.endpoints import ProviderEndpoints, cognito_endpoints, from_discovery
 from .oidc.profile import profile_for
 from .oidc.verify import VerifyPolicy
-from .doctor_answers import Answer, Finding, Verdict, fail, ok, skip
 
 # The leeway the gateway verifies token times with (exp, iat, nbf): a clock off by more breaks sign-ins.
 CLOCK_LEEWAY = VerifyPolicy(issuer="", client_ids=()).leeway
@@ -186,9 +186,13 @@ async def check_redis(url: str, timeout: float) -> Finding:
 
 async def diagnose(config: Config) -> list[Finding]:
     """Every finding about this config's provider (and Redis), in a fixed order."""
-    findings = await _provider_findings(config.provider, config) if config.provider else [skip("provider", "none configured: sign-in is off")]
+    provider = config.provider
+    if provider is None:
+        findings = [skip("provider", "none configured: sign-in is off")]
+    else:
+        findings = await _provider_findings(provider, config)
     if config.session.store is SessionStore.REDIS:
-        findings.append(await check_redis(config.session.redis_url, config.provider.timeout if config.provider else 5.0))
+        findings.append(await check_redis(config.session.redis_url, provider.timeout if provider else 5.0))
     return findings
 
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.config import parse_config
-from gateway.doctor import CLOCK_LEEWAY, check_clock, report
+from gateway.doctor import CLOCK_LEEWAY, check_clock, diagnose, report
 from gateway.doctor_answers import (
     Answer,
     ClockSample,
@@ -206,3 +206,9 @@ def test_redaction_and_masked_urls() -> None:
     assert redact("abc-abcdef", ["abc", "abcdef"]) == "***-***"  # the longer secret first
     assert without_password("redis://:hunter2@redis:6379/0") == "redis://***@redis:6379/0"
     assert without_password("redis://redis:6379/0") == "redis://redis:6379/0"
+
+
+async def test_without_a_provider_there_is_nothing_to_ask() -> None:
+    config = parse_config({"listen": "127.0.0.1:8080", "upstreams": [{"url": "http://127.0.0.1:8000"}]}, env={})
+    findings = await diagnose(config)
+    assert [f.line() for f in findings] == ["skip provider: none configured: sign-in is off"] and report(config, findings)[1] == 0
