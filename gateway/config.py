@@ -100,7 +100,11 @@ class SessionConfig:
     cookie_name: str = "_gw_session"
     max_lifetime: float = 12 * 3600
     idle_timeout: float | None = None
+    # store: redis. With redis_sentinels, redis_url's host is the master's name (as redis-rb and
+    # Sidekiq spell it), so credentials and the database stay in the one key `check` masks.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinels: tuple[tuple[str, int], ...] = ()  # (host, port) of each sentinel
+    redis_cluster: bool = False  # redis_url is any node of a Redis Cluster (a seed)
 
 
 @dataclass(frozen=True)
@@ -496,11 +500,59 @@ def _session(s: _Section, needs_secrets: bool) -> SessionConfig:
         max_lifetime=s.get("max_lifetime", 12 * 3600.0, _positive(parse_duration)),
         idle_timeout=s.get("idle_timeout", None, _positive(parse_duration)),
         redis_url=s.get("redis_url", "redis://127.0.0.1:6379/0", _redis_url),
+        redis_sentinels=s.get("redis_sentinels", (), _sentinels),
+        redis_cluster=s.get("redis_cluster", False, _boolean),
     )
     if needs_secrets and not session.secrets and not s.has("secrets"):
         s.problem("secrets", "is required: at least one secret of 32+ characters")
+    _redis_topology(s, session)
     s.done()
     return session
+
+
+_SENTINEL = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+))(?::(?P<port>\d{1,5}))?")
+
+
+def _sentinels(value: Any) -> tuple[tuple[str, int], ...]:
+    items = _string_list(value)
+    if not items:
+        raise ValueError("must list at least one sentinel as host:port")
+    found = []
+    for item in items:
+        match = _SENTINEL.fullmatch(item)
+        if match is None or not 0 < int(match["port"] or 26379) < 65536:
+            raise ValueError(f"not host:port: {item!r}")
+        found.append((match["ipv6"] or match["host"], int(match["port"] or 26379)))  # 26379: Sentinel's own port
+    return tuple(found)
+
+
+def _redis_topology(s: _Section, session: SessionConfig) -> None:
+    """redis_url read the way redis_sentinels or redis_cluster say: one line per problem."""
+    url = urlsplit(session.redis_url)
+    if any(problem.startswith(s.key("redis_url") + ":") for problem in s.problems):
+        return  # already said: not a redis URL
+    if session.redis_sentinels and session.redis_cluster:
+        s.problem("redis_cluster", "Sentinel or Cluster, not both: redis_sentinels is set too")
+    elif session.redis_sentinels:
+        form = "redis://[[USER]:PASSWORD@]MASTER_NAME[/DB], the host being the name the sentinels know the master by"
+        if not s.has("redis_url"):
+            s.problem("redis_url", f"is required with redis_sentinels: {form}")
+        elif url.scheme != "redis" or not sentinel_master(session.redis_url) or _port_given(session.redis_url) or not re.fullmatch(r"\d*", url.path.strip("/")):
+            s.problem("redis_url", f"with redis_sentinels, must be {form} (no port; rediss:// is not supported with Sentinel)")
+    elif session.redis_cluster:
+        if url.scheme == "unix":
+            s.problem("redis_url", "with redis_cluster, must be redis:// or rediss:// to a node of the cluster")
+        elif url.path.strip("/") not in ("", "0"):
+            s.problem("redis_url", "a Redis Cluster has only database 0")
+
+
+def sentinel_master(redis_url: str) -> str:
+    """The master's name in a Sentinel redis_url, case kept (urlsplit's hostname would lower it)."""
+    return urlsplit(redis_url).netloc.rpartition("@")[2]
+
+
+def _port_given(redis_url: str) -> bool:
+    return re.search(r":\d*$", sentinel_master(redis_url)) is not None
 
 
 def _cookie_name(value: Any) -> str:

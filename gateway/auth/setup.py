@@ -168,14 +168,13 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     app.cleanup_ctx.append(parts.lifetime)
 
 
-def _store(config: Config, box: SecretBox, secure: bool) -> "tuple[SessionStore, redis.Redis | None]":
+def _store(config: Config, box: SecretBox, secure: bool) -> "tuple[SessionStore, redis.Redis | redis.RedisCluster | None]":
     session = config.session
     if session.store is StoreKind.REDIS:
-        import redis.asyncio
-
+        from ..session.redis_client import connect  # one server, Sentinel or Cluster, as the config says
         from ..session.redis_store import RedisSessionStore
 
-        client = redis.asyncio.from_url(session.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        client = connect(session)
         return RedisSessionStore(client, box, session.cookie_name, secure, session.max_lifetime), client
     return CookieSessionStore(box, session.cookie_name, secure, session.max_lifetime), None
 

@@ -2,6 +2,10 @@
 
 The first instance to take the lock calls the provider and publishes the sealed result for a
 minute; the others wait for it instead of calling the provider with the same refresh token.
+
+Every command names one key (the lock and the result are separate keys, never used together in one
+command), so this runs unchanged on a Redis Cluster; with Sentinel a failover mid-refresh is a
+Redis error like any other: UNAVAILABLE, and the request keeps its current tokens.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import secrets
 import time
 from typing import Awaitable, Callable
 
-import redis.asyncio as redis
 
 from ..session.crypto import SecretBox
 from ..session.model import SignedIn
+from ..session.redis_client import REDIS_ERRORS, RedisClient
 from .refresh import RECENT_TTL, RefreshOutcome, RefreshResult
 
 POLL_INTERVAL = 0.05
@@ -24,7 +28,7 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 class RedisSharedRefresh:
-    def __init__(self, client: redis.Redis, box: SecretBox, wait: float) -> None:
+    def __init__(self, client: RedisClient, box: SecretBox, wait: float) -> None:
         self.client = client
         self.box = box
         self.wait = wait  # longest a refresh may take: the lock's lifetime and the others' patience
@@ -48,7 +52,7 @@ class RedisSharedRefresh:
                 if time.monotonic() > deadline:
                     return RefreshResult(RefreshOutcome.UNAVAILABLE)
                 await asyncio.sleep(POLL_INTERVAL)
-        except (redis.RedisError, OSError):
+        except REDIS_ERRORS:
             return RefreshResult(RefreshOutcome.UNAVAILABLE)
 
     async def _compute_and_publish(self, result_key: str, compute: Callable[[], Awaitable[RefreshResult]]) -> RefreshResult:

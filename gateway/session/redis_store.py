@@ -14,12 +14,13 @@ import hashlib
 import re
 import secrets
 
-import redis.asyncio as redis
 from aiohttp import web
 
 from ..errors import SessionError
 from .crypto import SecretBox
 from .model import SessionState
+from .redis_client import REDIS_ERRORS, RedisClient, many_get
+from .redis_client import unreachable as unreachable  # /readyz's check, imported from here by auth/setup.py
 from .sealed import SealedSessions
 from .store import SetCookie, prefixed
 
@@ -36,10 +37,11 @@ class _Reads:
     """GETs asked for in the same turn of the event loop go to Redis as one MGET.
 
     Under load many requests load their sessions at once; one round trip for all of them costs
-    far less than one each (redis-py spends more per command than Redis does).
+    far less than one each (redis-py spends more per command than Redis does). On a cluster the
+    batch is split by hash slot (`many_get`).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.waiting: dict[str, list[asyncio.Future[bytes | None]]] = {}
 
@@ -59,7 +61,7 @@ class _Reads:
         keys = list(batch)
         futures = [future for waiting in batch.values() for future in waiting]
         try:
-            values = await self.client.mget(keys)
+            values = await many_get(self.client)(keys)
         except asyncio.CancelledError:  # shutting down: nobody waits forever
             for future in futures:
                 future.cancel()
@@ -76,7 +78,7 @@ class _Reads:
 
 
 class RedisSessionStore:
-    def __init__(self, client: redis.Redis, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
+    def __init__(self, client: RedisClient, box: SecretBox, cookie_name: str, secure: bool, max_lifetime: float) -> None:
         self.cookie_name = prefixed(cookie_name, secure)
         self.client = client
         self.sealed = SealedSessions(box, max_lifetime)
@@ -94,7 +96,7 @@ class RedisSessionStore:
         key = redis_key(session_id)
         try:
             sealed = await self.reads.get(key)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         state = self.sealed.open(sealed.decode(), key) if sealed is not None else None
         if state is not None:
@@ -116,7 +118,7 @@ class RedisSessionStore:
             # A kept id is only rewritten while it still exists (XX): a sign-out that ended it while this
             # request was refreshing must not be undone by this write.
             written = await self.client.set(key, sealed, ex=remaining, xx=kept)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         if not written:
             return [SetCookie(self.cookie_name, None, secure=self.secure)]
@@ -128,15 +130,6 @@ class RedisSessionStore:
         if old_id is not None:
             try:
                 await self.client.delete(redis_key(old_id))
-            except (redis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise SessionError(f"redis unreachable: {exc.__class__.__name__}") from None
         return [SetCookie(self.cookie_name, None, secure=self.secure)]
-
-
-async def unreachable(client: redis.Redis) -> str | None:
-    """For /readyz: None when Redis answers a PING, else a short reason."""
-    try:
-        await client.ping()
-        return None
-    except (redis.RedisError, OSError) as exc:
-        return f"redis unreachable: {exc.__class__.__name__}"
