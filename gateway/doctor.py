@@ -26,17 +26,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import redis.asyncio as redis
 
 from . import doctor_answers as answers
 from .doctor_answers import Answer, Finding, Verdict, fail, ok, skip
 from .auth.login import s256  # the gateway's own PKCE challenge
-from .config import Config, ProviderConfig, ProviderKind, SessionStore
+from .config import Config, ProviderConfig, ProviderKind, SessionConfig, SessionStore
 from .errors import ProviderError
 from .oidc.client import GrantError, OidcClient
 from .oidc.endpoints import ProviderEndpoints, cognito_endpoints, from_discovery
 from .oidc.profile import profile_for
 from .oidc.verify import VerifyPolicy
+from .session.redis_client import REDIS_ERRORS, connect
 
 # The leeway the gateway verifies token times with (exp, iat, nbf): a clock off by more breaks sign-ins.
 CLOCK_LEEWAY = VerifyPolicy(issuer="", client_ids=()).leeway
@@ -172,15 +172,19 @@ def check_clock(samples: list[answers.ClockSample]) -> Finding:
     return ok("clock", f"in sync with {best.host} ({shown:+.1f} s by its Date header)")
 
 
-async def check_redis(url: str, timeout: float) -> Finding:
-    shown = answers.without_password(url)
-    client = redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+async def check_redis(session: SessionConfig) -> Finding:
+    """PING through the client the gateway builds: one server, the Sentinels' master, or a cluster."""
+    shown = answers.without_password(session.redis_url)
+    if session.redis_sentinels:
+        shown += " via " + ", ".join(f"{host}:{port}" for host, port in session.redis_sentinels)
     try:
-        await client.ping()
-    except (redis.RedisError, OSError) as exc:
+        client = connect(session)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+    except REDIS_ERRORS as exc:
         return fail("redis", f"{shown} does not answer PING ({exc.__class__.__name__})")
-    finally:
-        await client.aclose()
     return ok("redis", f"{shown} answers PING")
 
 
@@ -192,7 +196,7 @@ async def diagnose(config: Config) -> list[Finding]:
     else:
         findings = await _provider_findings(provider, config)
     if config.session.store is SessionStore.REDIS:
-        findings.append(await check_redis(config.session.redis_url, provider.timeout if provider else 5.0))
+        findings.append(await check_redis(config.session))
     return findings
 
 
