@@ -241,6 +241,20 @@ def test_compose_profiles_wire_the_issuer_callbacks_and_secret(
         assert str(NGINX_CONF) in " ".join(map(str, services["nginx"]["volumes"]))
 
 
+def test_compose_nginx_conf_is_valid(tmp_path: Path) -> None:
+    """`nginx -t` on the fleet's nginx.conf; `cognito` (a compose service name) becomes a local address."""
+    podman.require_tools("nginx")
+    conf = tmp_path / "nginx.conf"
+    text = NGINX_CONF.read_text()
+    assert "server cognito:" in text
+    conf.write_text(text.replace("server cognito:", "server 127.0.0.1:"))
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-g", f"pid {tmp_path}/nginx.pid;"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
 def test_compose_files_hold_no_secret() -> None:
     """The session secret is made at the first `up`; nothing secret-like is written in the files."""
     files = [COMPOSE_FILE, NGINX_CONF, *sorted((ROOT / "config").glob("compose*.yaml")), ROOT / "config" / "idp-compose.yaml"]
