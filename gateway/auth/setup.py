@@ -64,7 +64,7 @@ class ProviderHttp:
 class SignInParts:
     provider: Provider
     provider_http: ProviderHttp
-    redis_client: "redis.Redis | None"
+    redis_client: "redis.Redis | redis.RedisCluster | None"
     sign_in: SignIn
     authenticator: Authenticator
     forward_auth: ForwardAuth
