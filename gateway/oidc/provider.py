@@ -38,7 +38,7 @@ class Provider:
         self.config = config
         self.http = http
         self.loaded: LoadedProvider | None = None  # set once discovery and a JWKS with keys were fetched
-        self.last_error: str | None = "not loaded yet"
+        self.last_error: str | None = None  # why the last load failed, for /readyz
         self._lock = asyncio.Lock()
 
     async def load(self) -> LoadedProvider:
