@@ -153,7 +153,7 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
         # working on their sessions, and a load balancer that pulled every instance would help nobody.
         if provider.loaded is not None:
             return None
-        return f"not loaded: {provider.last_error or 'loading'}"
+        return f"not loaded: {provider.last_error}" if provider.last_error else "loading"
 
     readiness.checks["provider"] = provider_problem
     redis_client = parts.redis_client
