@@ -24,8 +24,8 @@ from .errors import SessionError
 from .hosts import request_host, valid_host
 from .ops import metrics, request_id
 from .ops.health import READINESS, add_health_routes
-from .ops.observe import STARTED
-from .proxy.http import UPSTREAM, HttpProxy
+from .ops.observe import STARTED, UPSTREAM
+from .proxy.http import HttpProxy
 from .proxy.routing import Route, Router
 from .proxy.upstream import UpstreamPool
 from .proxy.websocket import Pair, SlotRefused, WebSocketSlots, bridge, close_bridges, is_websocket_upgrade

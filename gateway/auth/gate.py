@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..ops.observe import VERDICT
 from ..responses import error_response
 from .authenticate import Authenticator
 from .decide import Decision, Policy, Verdict
 from .login import unauthenticated
-
-VERDICT = web.RequestKey("verdict", Verdict)  # noted for the access log and metrics (ops/observe.py)
 
 
 class Gate:

@@ -17,17 +17,21 @@ from typing import ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..auth.gate import VERDICT
+from ..auth.decide import Verdict
 from ..config import Config, LogFormat
-from ..proxy.http import UPSTREAM, UPSTREAM_SECONDS
 from . import access_log
 from .metrics import RequestMetrics
 from .request_id import REQUEST_ID
 
 GATEWAY = "gateway"  # the decision label of what the gateway answers itself (its endpoints, edge refusals)
-# Noted at the edge: aiohttp's own duration comes from the event loop's clock, which uvloop keeps
-# in whole milliseconds, too coarse for a gateway that answers in a fraction of one.
+
+# What the request path notes on the request for this hook. When it arrived: noted at the edge, as
+# aiohttp's own duration comes from the event loop's clock, which uvloop keeps in whole
+# milliseconds, too coarse for a gateway that answers in a fraction of one.
 STARTED = web.RequestKey("started", float)
+VERDICT = web.RequestKey("verdict", Verdict)  # by the gate
+UPSTREAM = web.RequestKey("upstream", str)  # by the proxy: the upstream's URL
+UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # by the proxy: until the upstream's response head
 
 
 @dataclass(frozen=True)

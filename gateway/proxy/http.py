@@ -12,6 +12,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..hosts import split_host
+from ..ops.observe import UPSTREAM_SECONDS
 from ..responses import error_response
 from .headers import ClientView, Network, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
@@ -20,10 +21,6 @@ from .upstream import Answer, UpstreamPool
 log = logging.getLogger("gateway.proxy")
 
 CHUNK = 64 * 1024
-# Noted on the request for the access log and metrics (ops/observe.py): which upstream, and how
-# long it took to answer with its response head.
-UPSTREAM = web.RequestKey("upstream", str)
-UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)
 MAX_CACHED_COOKIE_HEADER = 8192  # a session (~5 KB) and the app's own cookies; longer headers are not cached
 
 

@@ -71,15 +71,12 @@ ALLOWLIST: dict[str, tuple[str, ...]] = {
     "gateway/oidc/endpoints.py": ("integration/test_rp_conformance.py", "interop/test_oidc_provider.py"),
     # Loading endpoints + JWKS, retried while the provider is down.
     "gateway/oidc/provider.py": ("integration/test_faults.py", "integration/test_rp_conformance.py"),
-    "gateway/ops/health.py": ("integration/test_proxy_http.py", "integration/test_faults.py"),
     "gateway/proxy/http.py": ("integration/test_proxy_http.py", "integration/test_lifecycle.py"),
     "gateway/proxy/websocket.py": ("integration/test_websocket.py",),
     # `check`'s masked config.
     "gateway/report.py": ("integration/test_cli.py",),
     # JSON/HTML error responses: every refusal in the integration tests goes through it.
     "gateway/responses.py": ("integration/test_hardening.py", "integration/test_faults.py"),
-    # One process or N workers on one port, SIGTERM drain.
-    "gateway/server.py": ("integration/test_lifecycle.py", "integration/test_cli.py"),
 }
 
 # Allowlisted modules exempt from "leave the allowlist" while a rewrite is in flight (a unit test may
@@ -173,7 +170,7 @@ def test_the_check_sees_modules_and_tests() -> None:
     named = _named()
     assert "gateway/auth/refresh.py" in named  # mirrored path
     assert "gateway/auth/paths.py" in named and "gateway/auth/rules.py" in named  # imported by auth/test_paths_rules.py
-    assert "gateway/ops/access_log.py" in named and "gateway/ops/health.py" not in named
+    assert "gateway/ops/access_log.py" in named and "gateway/demo/cli.py" not in named
     # the auth core's parts by their mirrored unit tests; the gate only through the integration tests
     assert {"gateway/auth/decide.py", "gateway/auth/authenticate.py", "gateway/auth/identity.py", "gateway/auth/principal.py"} <= named
     assert "gateway/auth/gate.py" not in named

@@ -13,14 +13,12 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client import REGISTRY
 
 from gateway.auth.decide import Decision, Verdict
-from gateway.auth.gate import VERDICT
 from gateway.auth.identity import SpoofedHeaders
 from gateway.auth.principal import Principal
 from gateway.config import IdentityConfig, parse_config
 from gateway.ops import access_log
-from gateway.ops.observe import STARTED, observer_class
+from gateway.ops.observe import STARTED, UPSTREAM, UPSTREAM_SECONDS, VERDICT, observer_class
 from gateway.ops.request_id import REQUEST_ID
-from gateway.proxy.http import UPSTREAM, UPSTREAM_SECONDS
 
 UPSTREAMS = [{"path": "/", "url": "http://app:8000"}]
 
