@@ -1,9 +1,10 @@
 """Access log lines, text or JSON, with query values that look secret redacted.
 
 A callback's query carries the authorization code and state; other apps put tokens, signatures or
-passwords there. A value is replaced by `REDACTED` when its name says it may be a secret, or when
-it looks like one (a JWT, or a long random-looking string), so a line keeps the parameter names
-that tell an operator what the request was, and nothing to replay.
+passwords there. A value is replaced by `REDACTED` when its name says it may be a secret or
+personal, or when it looks like one (a JWT, a long random-looking string, anything over 64
+characters, a query nested in a value), so a line keeps the parameter names that tell an operator
+what the request was, and nothing to replay.
 
 Cheap when on: a line is one f-string (or one json.dumps), the timestamp is formatted once a
 second, and lines are written to stderr in batches (every FLUSH_INTERVAL seconds, or MAX_PENDING
@@ -21,24 +22,31 @@ import re
 import sys
 import time as clock
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from ..short_cache import cache_short
 
 FLUSH_INTERVAL = 0.2  # seconds a line may wait
 MAX_PENDING = 512
 REDACTED = "REDACTED"
+# Names matched after percent-decoding, anywhere in the name: `access_token`, `X-Amz-Signature`,
+# `client_secret`, `pw`, `pin`... Over-matching (`zipcode`, `author`) costs a value in a log line,
+# under-matching costs a secret in it.
 _SECRET_NAME = re.compile(
-    r"code|state|token|secret|passw|pwd|key|sig|session|auth|credential|jwt|assertion|nonce|ticket|otp|verifier|saml",
+    r"code|state|token|secret|pass|pw|pin|key|sig|session|sid|auth|credential|jwt|assertion|nonce|ticket|otp"
+    r"|verifier|saml|cookie|email|phone",
     re.IGNORECASE,
 )
 _JWT = re.compile(r"[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
 _OPAQUE = re.compile(r"[A-Za-z0-9_\-+/=%.~]{24,}")  # long, no spaces: a token, hash or key more often than not
+_NESTED = re.compile(r"%3[DdFf]|%26|=")  # a value holding a query of its own (`rd=/app?pass=x`)
+MAX_LOGGED_VALUE = 64
 
 
 def _looks_secret(name: str, value: str) -> bool:
-    if _SECRET_NAME.search(name):
+    if _SECRET_NAME.search(unquote(name)):
         return True
-    if _JWT.fullmatch(value):
+    if len(value) > MAX_LOGGED_VALUE or _JWT.fullmatch(value) or _NESTED.search(value):
         return True
     return bool(_OPAQUE.fullmatch(value)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
@@ -47,21 +55,24 @@ def _looks_secret(name: str, value: str) -> bool:
 def loggable_target(raw_target: str) -> str:
     """The raw (percent-encoded) target with secret-looking query values redacted.
 
-    Still percent-encoded: a `%0a` in the path cannot forge a line in the text format.
+    Pairs are split on `&` and `;` (some servers read `;` as a separator too). Still
+    percent-encoded: a `%0a` in the path cannot forge a line in the text format.
     """
     path, mark, query = raw_target.partition("?")
     if not mark:
         return path
     kept = []
-    for pair in query.split("&"):
+    for pair in re.split("([&;])", query):
         name, equals, value = pair.partition("=")
-        if equals and value and _looks_secret(name, value):
+        if pair in ("&", ";") or not (value or (not equals and name)):
+            kept.append(pair)
+        elif equals and _looks_secret(name, value):
             kept.append(f"{name}={REDACTED}")
         elif not equals and _looks_secret("", name):
             kept.append(REDACTED)
         else:
             kept.append(pair)
-    return f"{path}?{'&'.join(kept)}"
+    return f"{path}?{''.join(kept)}"
 
 
 @dataclass(frozen=True, slots=True)

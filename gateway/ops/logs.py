@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from ..config import LogFormat, LoggingConfig
 from . import request_id
 
@@ -38,6 +40,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=True)
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request its parser refused as an ERROR with a traceback whose message quotes
+    the offending raw bytes: a header line with its `Authorization` or `Cookie` value, a request
+    line with its query. Anyone can send those, so they become one WARNING line naming the kind of
+    fault, without the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "refused a malformed request from %s: %s", (remote, type(error).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(settings: LoggingConfig) -> None:
     """Call once per process (the parent and each worker), before the gateway starts."""
     handler = logging.StreamHandler(sys.stderr)
@@ -47,3 +65,6 @@ def configure(settings: LoggingConfig) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())

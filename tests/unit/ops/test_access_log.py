@@ -33,6 +33,13 @@ def written(capsys: pytest.CaptureFixture[str]) -> str:
         ("/a?q=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA", f"/a?q={REDACTED}"),  # long and random-looking
         ("/a?page=2&sort=name&q=hello+world", "/a?page=2&sort=name&q=hello+world"),  # ordinary values stay
         ("/a?Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA", f"/a?{REDACTED}"),
+        ("/a?user=alice&pass=Summer2024!&pin=4821&pw=hunter2&sid=8f3e2a", f"/a?user=alice&pass={REDACTED}&pin={REDACTED}&pw={REDACTED}&sid={REDACTED}"),
+        ("/a?x=1;access_token=sekrit", f"/a?x=1;access_token={REDACTED}"),  # `;` separates pairs for some servers
+        ("/a?%63ode=abc&st%61te=xyz", f"/a?%63ode={REDACTED}&st%61te={REDACTED}"),  # names are decoded first
+        ("/a?rd=%2Fapp%3Fpass%3Dhunter2", f"/a?rd={REDACTED}"),  # a query nested in a value
+        ("/a?email=alice%40example.com", f"/a?email={REDACTED}"),  # personal, not only secret
+        ("/a?q=" + "a" * 65, f"/a?q={REDACTED}"),  # long values are not worth the risk
+        ("/a?flag&empty=&&page=1", "/a?flag&empty=&&page=1"),
         ("/reports/2024", "/reports/2024"),
     ],
 )
