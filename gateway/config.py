@@ -426,10 +426,19 @@ def _path_prefix(value: Any) -> str:
 # --- sections ----------------------------------------------------------------------
 
 
+def _upstream_url(value: Any) -> str:
+    url = _http_url(value)
+    if "@" in urlsplit(url).netloc:
+        # Never sent (the app's own authentication is the client's business), and the URL is written
+        # in logs and metric labels.
+        raise ValueError("must not hold user:password@; the gateway does not send them")
+    return url
+
+
 def _upstream(s: _Section) -> UpstreamConfig:
     up = UpstreamConfig(
         path=s.get("path", "/", _path_prefix),
-        url=s.required("url", _http_url) or "http://invalid",
+        url=s.required("url", _upstream_url) or "http://invalid",
         host=s.get("host", None, lambda v: _string(v).lower().removesuffix(".")),
         host_header=s.get("host_header", HostHeader.PRESERVE, _host_header),
         connect_timeout=s.get("connect_timeout", 5.0, _positive(parse_duration)),

@@ -208,21 +208,32 @@ class Supervisor:
         signal.set_wakeup_fd(wake_write)  # a signal interrupts the wait below at once
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
-        for slot in range(self.count):
-            self._spawn(slot)
-        log.info("started %d workers on %s:%s", self.count, self.config.listen_host, self.config.listen_port)
-        while self.running or (self.restart_at and self.stop_signal is None):
-            self._wait(wake_read)
-            self._restart_due()
-        signal.set_wakeup_fd(-1)
-        os.close(wake_read)
-        os.close(wake_write)
+        try:
+            for slot in range(self.count):
+                self._spawn(slot)
+            log.info("started %d workers on %s:%s", self.count, self.config.listen_host, self.config.listen_port)
+            while self.running or (self.restart_at and self.stop_signal is None):
+                self._wait(wake_read)
+                self._restart_due()
+        except BaseException:
+            # The supervisor itself failed: the workers must not outlive it unsupervised (multiprocessing
+            # waits for them at exit, so their parent-death signal would never come).
+            self._stop(signal.SIGTERM)
+            raise
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_read)
+            os.close(wake_write)
         return 1 if self.gave_up else 0
 
     def _spawn(self, slot: int) -> None:
         """The one place a worker process starts."""
         process = self.context.Process(target=_worker, args=(self.config, os.getpid()), name=f"gateway-worker-{slot}")
-        process.start()
+        try:
+            process.start()
+        except OSError as exc:  # out of processes or memory: a crash like any other, under the same policy
+            self._failed(slot, f"worker {slot} could not start ({exc})")
+            return
         self.running[slot] = process
         if self.stop_signal is not None and process.pid:  # a signal came while it started
             os.kill(process.pid, self.stop_signal)
@@ -242,15 +253,17 @@ class Supervisor:
         process.join()
         if process.pid is not None:
             metrics.worker_exited(process.pid)
-        if self.stop_signal is not None:
-            return
+        if self.stop_signal is None:
+            self._failed(slot, f"worker {slot} (pid {process.pid}) exited with {process.exitcode}")
+
+    def _failed(self, slot: int, what: str) -> None:
         delay = self.policy.restart_delay(time.monotonic())
         if delay is None:
-            log.error("worker %s (pid %s) exited with %s; workers keep exiting, giving up", slot, process.pid, process.exitcode)
+            log.error("%s; workers keep exiting, giving up", what)
             self.gave_up = True
             self._stop(signal.SIGTERM)
             return
-        log.error("worker %s (pid %s) exited with %s; restarting it in %gs", slot, process.pid, process.exitcode, delay)
+        log.error("%s; restarting it in %gs", what, delay)
         self.restart_at[slot] = time.monotonic() + delay
 
     def _restart_due(self) -> None:

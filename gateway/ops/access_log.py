@@ -150,8 +150,9 @@ def write_text(entry: Entry, logger_name: str) -> None:
     """`time pid logger INFO remote "METHOD target" status size duration`, then what the gate decided."""
     gate = f" rule={entry.rule} decision={entry.decision}" if entry.rule else ""
     user = f" sub={entry.sub}" if entry.sub else ""
+    target = entry.target.replace("\\", "\\x5c").replace('"', "\\x22")  # as nginx: the quoted field stays one field
     _batch.add(
-        f'{_batch.local_time(clock.time())} {_batch.pid} {logger_name} INFO {entry.remote} "{entry.method} {entry.target}" '
+        f'{_batch.local_time(clock.time())} {_batch.pid} {logger_name} INFO {entry.remote} "{entry.method} {target}" '
         f"{entry.status} {entry.size} {entry.seconds * 1000:.1f}ms id={entry.request_id}{gate}{user}"
     )
 

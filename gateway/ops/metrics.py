@@ -12,14 +12,27 @@ lists them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiohttp import web
-from prometheus_client import (
+
+from ..connections import GatewayRunner
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+OURS = "GATEWAY_METRICS_DIR"  # set with MULTIPROC_DIR, to the same directory, by the parent of --workers
+# prometheus-client chooses where values live when it is imported: in files under MULTIPROC_DIR when
+# that is set. Only the parent of `--workers N` sets it, for its workers; one set by anything else
+# would make this process write files that nobody reads or removes (or fail at import).
+if os.environ.get(MULTIPROC_DIR) and os.environ.get(MULTIPROC_DIR) != os.environ.get(OURS):
+    del os.environ[MULTIPROC_DIR]
+
+from prometheus_client import (  # noqa: E402 - after the environment is settled
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
@@ -28,10 +41,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
-    start_http_server,
 )
-
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+from prometheus_client.registry import Collector  # noqa: E402
 # From a cached decision (~0.1 ms) to a slow upstream page; a 101 (WebSocket) is not timed.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -92,45 +103,79 @@ class RequestMetrics:
         timer.observe(seconds)
 
 
-async def _scrape(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+async def exporter(host: str, port: int, registry: Collector = REGISTRY) -> web.AppRunner:
+    """`/metrics` on a listener of its own. Connections get the public listener's kind of deadlines
+    (a head within 10 s, idle keep-alives closed after 15 s), so idle or trickling connections
+    cannot pile up on it."""
 
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-async def exporter(host: str, port: int) -> web.AppRunner:
-    """`/metrics` of this process, on a listener of its own (one process: no workers)."""
     app = web.Application()
-    app.router.add_get("/metrics", _scrape)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app.router.add_get("/metrics", scrape)
+    runner = GatewayRunner(app, access_log=None, handle_signals=False, header_timeout=10, keepalive_timeout=15, shutdown_timeout=1)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+class _ExporterThread:
+    """The parent of `--workers N` runs no event loop of its own: the exporter gets one, in a thread."""
+
+    def __init__(self, listen: tuple[str, int], registry: Collector) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.failed: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(listen, registry), name="metrics", daemon=True)
+        self.thread.start()
+        self.started.wait()
+        if self.failed is not None:  # the port is taken, say: the gateway must not start without its metrics
+            raise self.failed
+
+    def _run(self, listen: tuple[str, int], registry: Collector) -> None:
+        try:
+            runner = self.loop.run_until_complete(exporter(*listen, registry))
+        except BaseException as exc:
+            self.failed = exc
+            self.started.set()
+            return
+        self.started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(runner.cleanup())
+        self.loop.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
 
 
 @contextmanager
 def shared_across_workers(listen: tuple[str, int] | None) -> Iterator[None]:
     """In the parent of `--workers N`, around starting and watching them: the workers' values, summed.
 
-    The directory is new and the variable set before any worker starts, so workers count from zero
-    in files of their own. The parent serves them from a thread: it runs no event loop.
+    The directory is new and the variables set before any worker starts, so workers count from zero
+    in files of their own.
     """
     if listen is None:
         yield
         return
-    directory = tempfile.mkdtemp(prefix="gateway-metrics-")
-    previous = os.environ.get(MULTIPROC_DIR)
-    os.environ[MULTIPROC_DIR] = directory
+    directory = tempfile.mkdtemp(prefix="gateway-metrics-")  # mode 0700
+    previous = {name: os.environ.get(name) for name in (MULTIPROC_DIR, OURS)}
+    os.environ[MULTIPROC_DIR] = os.environ[OURS] = directory
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    server, thread = start_http_server(listen[1], listen[0], registry=registry)
     try:
-        yield
+        served = _ExporterThread(listen, registry)
+        try:
+            yield
+        finally:
+            served.stop()
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        if previous is None:
-            os.environ.pop(MULTIPROC_DIR, None)
-        else:
-            os.environ[MULTIPROC_DIR] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(directory, ignore_errors=True)
 
 

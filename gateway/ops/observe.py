@@ -23,6 +23,7 @@ from . import access_log
 from .metrics import RequestMetrics
 from .request_id import REQUEST_ID
 
+log = logging.getLogger("gateway")
 GATEWAY = "gateway"  # the decision label of what the gateway answers itself (its endpoints, edge refusals)
 
 # What the request path notes on the request for this hook. When it arrived: noted at the edge, as
@@ -42,6 +43,7 @@ class Observing:
 
 class RequestObserver(AbstractAccessLogger):
     observing: ClassVar[Observing]
+    quiet_until: ClassVar[float] = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -50,6 +52,15 @@ class RequestObserver(AbstractAccessLogger):
         return observing.metrics is not None or (observing.write is not None and self.logger.isEnabledFor(logging.INFO))
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        try:
+            self._observe(request, response, time)
+        except Exception as exc:  # a full disk or a broken stderr must not fail the request (nor flood)
+            now = clock.monotonic()
+            if now >= RequestObserver.quiet_until:
+                RequestObserver.quiet_until = now + 60
+                log.error("access log or metrics failed (reported once a minute): %r", exc)
+
+    def _observe(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         started = request.get(STARTED)
         if started is not None:
             time = clock.perf_counter() - started

@@ -2,15 +2,17 @@
 
 A client's (or a proxy's in front) well-formed id is kept, so one id follows a request through
 nginx, the gateway and the app. Anything else is replaced: an id goes into headers and logs, so
-it may hold no spaces, quotes or control characters, and is bounded in length.
+it may hold no spaces, quotes or control characters, and is bounded in length. A kept id is the
+client's word, not a fact: any client may reuse one it saw, so it correlates logs and must never
+key anything that matters (an app's deduplication, a cache). Made ids are 32 random hex digits
+(like a W3C trace id), so nobody can guess the next one.
 """
 
 from __future__ import annotations
 
 import contextvars
-import itertools
+import os
 import re
-import secrets
 
 from aiohttp import web
 
@@ -22,15 +24,11 @@ REQUEST_ID = web.RequestKey("request_id", str)
 current: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 _WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=+/@-]{0,127}")
-# 32 hex digits like a W3C trace id: a random half per process, then a counter (cheaper than a
-# uuid4 per request, and unique across workers and instances with overwhelming probability).
-_PREFIX = secrets.token_hex(8)
-_counter = itertools.count(1)
 
 
 def assign(request: web.BaseRequest) -> str:
     sent = request.headers.get(HEADER)
-    request_id = sent if sent is not None and _WELL_FORMED.fullmatch(sent) else f"{_PREFIX}{next(_counter):016x}"
+    request_id = sent if sent is not None and _WELL_FORMED.fullmatch(sent) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     current.set(request_id)
     return request_id

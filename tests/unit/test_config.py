@@ -144,3 +144,22 @@ def test_shipped_configs_are_valid():
 def test_provider_kind_is_detected_from_the_issuer_unless_set(provider, kind):
     config = parse_config({**UP, "listen": "127.0.0.1:8080", "public_url": "http://localhost:8080", "provider": {"client_id": "c", **provider}, "session": {"secrets": [SECRET]}})
     assert config.provider.kind == kind
+
+
+def test_an_upstream_url_with_credentials_is_refused() -> None:
+    """Never sent upstream, and the URL is written in access lines and metric labels."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"upstreams": [{"path": "/", "url": "http://svc:S3cret@app:8000"}]})
+    assert raised.value.problems == ["upstreams[0].url: must not hold user:password@; the gateway does not send them"]
+
+
+def test_operations_keys() -> None:
+    config = parse_config({"upstreams": [{"path": "/", "url": "http://app"}], "metrics_listen": "127.0.0.1:9100",
+                           "logging": {"format": "json"}, "drain_delay": "2s"})  # fmt: skip
+    assert config.metrics_listen == ("127.0.0.1", 9100) and config.logging.format.value == "json" and config.drain_delay == 2
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"upstreams": [{"path": "/", "url": "http://app"}], "metrics_listen": "0.0.0.0:8080", "logging": {"format": "xml"}})
+    assert raised.value.problems == [
+        "logging.format: must be one of text, json (got 'xml')",
+        "metrics_listen: must be another port than listen: metrics are never served to the public",
+    ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from types import SimpleNamespace
 
 from aiohttp import web
 
+from gateway.config import parse_config
+
 from gateway.ops.health import READINESS, add_health_routes
-from gateway.server import CrashPolicy, _drain
+from gateway.server import CrashPolicy, Supervisor, _drain
 
 
 def test_restarts_back_off_then_give_up() -> None:
@@ -45,3 +48,21 @@ async def test_a_second_signal_ends_the_delay() -> None:
     began = time.monotonic()
     await _drain([], 10, signals)
     assert time.monotonic() - began < 1
+
+
+def test_a_worker_that_cannot_start_is_a_crash_under_the_same_policy() -> None:
+    class Unstartable:
+        sentinel = -1
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def start(self) -> None:
+            raise BlockingIOError(11, "Resource temporarily unavailable")  # fork/clone under a pids limit
+
+    supervisor = Supervisor(parse_config({"upstreams": [{"path": "/", "url": "http://app"}]}), 2, CrashPolicy(limit=2))
+    supervisor.context = SimpleNamespace(Process=Unstartable)  # type: ignore[assignment]
+    supervisor._spawn(0)
+    assert 0 in supervisor.restart_at and not supervisor.running and not supervisor.gave_up
+    supervisor._spawn(1)
+    assert supervisor.gave_up and supervisor.stop_signal == signal.SIGTERM

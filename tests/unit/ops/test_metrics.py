@@ -68,3 +68,12 @@ def test_request_metrics_keep_their_labelled_children() -> None:
     seen.request("allow", 200, 0.001)
     seen.request("allow", 200, 0.001)
     assert len(seen._counted) == 1 and len(seen._timed) == 1
+
+
+def test_a_multiprocess_directory_set_by_someone_else_is_ignored() -> None:
+    """Only the parent of --workers sets it; anything else would have values written where nobody reads them."""
+    code = "from gateway.ops import metrics; metrics.SIGN_OUTS.inc(); import os; print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "/nonexistent/metrics"}
+    env.pop("GATEWAY_METRICS_DIR", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == "None", result.stderr

@@ -17,7 +17,7 @@ from gateway.auth.identity import SpoofedHeaders
 from gateway.auth.principal import Principal
 from gateway.config import IdentityConfig, parse_config
 from gateway.ops import access_log
-from gateway.ops.observe import STARTED, UPSTREAM, UPSTREAM_SECONDS, VERDICT, observer_class
+from gateway.ops.observe import STARTED, RequestObserver, UPSTREAM, UPSTREAM_SECONDS, VERDICT, observer_class
 from gateway.ops.request_id import REQUEST_ID
 
 UPSTREAMS = [{"path": "/", "url": "http://app:8000"}]
@@ -102,3 +102,14 @@ async def test_the_duration_is_timed_from_the_edge_not_by_the_loops_millisecond_
     cls(logging.getLogger("aiohttp.access"), "").log(request, web.Response(), 0.0)  # uvloop would say 0 ms
     access_log.flush()
     assert 0.4 <= json.loads(capsys.readouterr().err)["duration_ms"] < 50
+
+
+async def test_a_failing_log_never_fails_the_request(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    cls = observer_class(parse_config({"upstreams": UPSTREAMS}))
+    assert cls is not None
+    request = make_mocked_request("GET", "/")
+    request[STARTED] = "not a time"  # type: ignore[assignment]  # any fault inside the hook
+    RequestObserver.quiet_until = 0.0
+    for _ in range(3):
+        cls(logging.getLogger("aiohttp.access"), "").log(request, web.Response(), 0.0)
+    assert len([r for r in caplog.records if "access log or metrics failed" in r.getMessage()]) == 1
