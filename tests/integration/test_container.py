@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -276,8 +277,19 @@ def podman_compose() -> str:
     return str(beside) if beside.exists() else shutil.which("podman-compose") or "podman-compose"
 
 
+@dataclass
+class ComposeStack:
+    ports: dict[str, int]  # GATEWAY_PORT, COGNITO_PORT, FLEET_PORT on the host
+    project: str
+    env: dict[str, str]  # podman's config files
+
+    def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
+        container = f"{self.project}_{service}_1"
+        return subprocess.run(["podman", "healthcheck", "run", container], capture_output=True, text=True, timeout=60, env=self.env)
+
+
 @pytest.fixture
-def compose_stack(gateway_image: str, tmp_path: Path) -> Iterator[dict[str, int]]:
+def compose_stack(gateway_image: str, tmp_path: Path) -> Iterator[ComposeStack]:
     """`podman-compose up` of the default profile on free host ports, with the image just built; `down -v` after."""
     podman.require_tools(podman_compose(), *map(str, podman.NETAVARK_PROGRAMS))
     env = podman.compose_env(tmp_path)
@@ -297,7 +309,7 @@ def compose_stack(gateway_image: str, tmp_path: Path) -> Iterator[dict[str, int]
         started = time.monotonic()
         podman.run([*compose, "up", "-d", "--no-build"], timeout=240, env=env, cwd=ROOT)
         print(f"\ncompose up in {time.monotonic() - started:.1f}s")
-        yield ports
+        yield ComposeStack(ports, project, env)
     finally:
         logs = subprocess.run([*compose, "logs", "--no-color"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
         print(logs.stdout[-6000:], logs.stderr[-2000:])
@@ -313,15 +325,21 @@ def compose_stack(gateway_image: str, tmp_path: Path) -> Iterator[dict[str, int]
 
 
 @pytest.mark.timeout(1800)
-async def test_compose_up_signs_alice_in_through_the_local_cognito(compose_stack: dict[str, int], browser: Browser) -> None:
+async def test_compose_up_signs_alice_in_through_the_local_cognito(compose_stack: ComposeStack, browser: Browser) -> None:
     """The default profile, for real: the Hosted UI on the published port, tokens from the same issuer, the app sees alice."""
-    gateway_url = f"http://localhost:{compose_stack['GATEWAY_PORT']}"
-    hosted_ui = f"http://127.0.0.1:{compose_stack['COGNITO_PORT']}"
+    ports = compose_stack.ports
+    gateway_url = f"http://localhost:{ports['GATEWAY_PORT']}"
+    hosted_ui = f"http://127.0.0.1:{ports['COGNITO_PORT']}"
     try:
         # ready = the gateway loaded discovery and JWKS from http://127.0.0.1:<port>, over its own loopback
-        await asyncio.to_thread(podman.wait_http, f"http://127.0.0.1:{compose_stack['GATEWAY_PORT']}/readyz", 90)
+        await asyncio.to_thread(podman.wait_http, f"http://127.0.0.1:{ports['GATEWAY_PORT']}/readyz", 90)
     except TimeoutError as exc:
         pytest.fail(str(exc))
+    # The healthchecks that `depends_on: service_healthy` waits for pass (podman runs them on demand
+    # here: its timers need systemd), and the gateway's, inherited from the image, too.
+    for service in ("cognito", "demo", "gateway"):
+        result = await asyncio.to_thread(compose_stack.healthcheck, service)
+        assert result.returncode == 0, f"{service} healthcheck: {result.stdout}{result.stderr}"
 
     page = await browser.sign_in(f"{gateway_url}/?from=compose", username="alice")
     assert page.status == 200, page.text[:500]
