@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .config import load_config
+from .config import Config, load_config
 from .errors import ConfigError
 from .ops import logs
 from .report import describe_config, describe_endpoints, describe_rules
@@ -25,10 +25,9 @@ def _config_path(args: argparse.Namespace) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .server import serve
 
-    try:
-        config = load_config(_config_path(args))
-    except ConfigError as exc:
-        return _print_problems(exc)
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
     logs.configure(config.logging)
     serve(config, workers=args.workers)
     return 0
@@ -36,10 +35,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return _print_problems(exc)
+    config = _load(path)
+    if config is None:
+        return 1
     print(describe_config(config))
     if config.provider is not None:
         print(asyncio.run(describe_endpoints(config.provider)))
@@ -55,10 +53,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose, report
 
     path = _config_path(args)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return _print_problems(exc)
+    config = _load(path)
+    if config is None:
+        return 1
     lines, problems = report(config, asyncio.run(diagnose(config)))
     for line in lines:
         print(line)
@@ -66,10 +63,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _print_problems(exc: ConfigError) -> int:
-    for line in exc.problems:
-        print(line, file=sys.stderr)
-    return 1
+def _load(path: str) -> Config | None:
+    """The config, or None once every problem is printed, one line each."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
