@@ -159,7 +159,7 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     redis_client = parts.redis_client
     if redis_client is not None:
 
-        from ..session.redis_store import unreachable
+        from ..session.redis_client import unreachable
 
         async def redis_problem() -> str | None:
             return await unreachable(redis_client)

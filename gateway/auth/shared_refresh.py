@@ -16,7 +16,6 @@ import secrets
 import time
 from typing import Awaitable, Callable
 
-
 from ..session.crypto import SecretBox
 from ..session.model import SignedIn
 from ..session.redis_client import REDIS_ERRORS, RedisClient

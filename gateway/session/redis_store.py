@@ -20,7 +20,6 @@ from ..errors import SessionError
 from .crypto import SecretBox
 from .model import SessionState
 from .redis_client import REDIS_ERRORS, RedisClient, many_get
-from .redis_client import unreachable as unreachable  # /readyz's check, imported from here by auth/setup.py
 from .sealed import SealedSessions
 from .store import SetCookie, prefixed
 
