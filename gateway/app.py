@@ -19,12 +19,12 @@ from .auth.decide import Decision, Verdict
 from .auth.gate import Gate
 from .auth.same_origin import OwnOrigins
 from .auth.setup import add_sign_in, build_gate, gateway_cookie_filter
-from .config import Config
+from .config import Config, LogFormat
 from .errors import SessionError
 from .hosts import request_host, valid_host
-from .ops import metrics, request_id
+from .ops import metrics, notes, request_id
 from .ops.health import READINESS, add_health_routes
-from .ops.observe import STARTED, UPSTREAM
+from .ops.notes import NOTES, Notes
 from .proxy.http import HttpProxy
 from .proxy.routing import Route, Router
 from .proxy.upstream import UpstreamPool
@@ -71,13 +71,16 @@ class ClientSessions:
 class Edge:
     """What no request may bring, whatever its path: oversized headers, a malformed Host. The only middleware."""
 
-    def __init__(self, max_header_size: int) -> None:
+    def __init__(self, max_header_size: int, ids_in_events: bool) -> None:
         self.max_header_size = max_header_size
+        self.ids_in_events = ids_in_events  # JSON logs: events carry the request id (request_id.current)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        request[STARTED] = time.perf_counter()
-        request_id.assign(request)
+        rid = request_id.assign(request)
+        request[NOTES] = Notes(time.perf_counter(), rid)
+        if self.ids_in_events:
+            request_id.current.set(rid)
         limit = self.max_header_size
         size = sum(len(name) + len(value) + 4 for name, value in request.raw_headers)
         if size > limit:
@@ -116,11 +119,12 @@ class ProxyPath:
         route = self.proxy.router.select(host, request.path)
         if route is None:
             return error_response(request, 404, "no_upstream", "No application is configured for this path.")
-        request[UPSTREAM] = route.upstream.url
+        noted = request[NOTES]
+        noted.upstream = route.upstream.url
         headers = self.proxy.upstream_headers(request, route, verdict.headers_to_remove)
         for name, value in verdict.headers_to_set:
             headers[name] = value
-        headers[request_id.HEADER] = request[request_id.REQUEST_ID]
+        headers[request_id.HEADER] = noted.request_id
         if is_websocket_upgrade(request):
             return await self._websocket(request, route, headers, verdict)
         return await self.proxy.forward(request, route, headers)
@@ -156,12 +160,12 @@ def create_app(config: Config) -> web.Application:
     proxy = HttpProxy(Router(config.upstreams), sessions.upstreams, config.trusted_proxies, private_cookie)
     proxy_path = ProxyPath(config, gate, proxy, sessions, own_origins)
 
-    app = web.Application(middlewares=[Edge(config.limits.max_header_size).middleware], client_max_size=0)
+    app = web.Application(middlewares=[Edge(config.limits.max_header_size, config.logging.format is LogFormat.JSON).middleware], client_max_size=0)
     add_health_routes(app)
     app.cleanup_ctx.append(sessions.lifetime)
     app.on_shutdown.append(proxy_path.close_websockets)
     app.on_response_prepare.append(cookies.on_prepare)
-    app.on_response_prepare.append(request_id.on_prepare)
+    app.on_response_prepare.append(notes.on_prepare)
     if sign_in is not None:
         add_sign_in(app, sign_in, app[READINESS], config.endpoints_prefix)
     app.router.add_route("*", "/{tail:.*}", proxy_path.handle)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..ops.observe import VERDICT
+from ..ops.notes import NOTES
 from ..responses import error_response
 from .authenticate import Authenticator
 from .decide import Decision, Policy, Verdict
@@ -28,7 +28,7 @@ class Gate:
         else:
             rule = self.policy.rule_for(method, host, target)
             verdict = rule if isinstance(rule, Verdict) else self.policy.decide(rule, await self.authenticator.authenticate(request, rule.bearer))
-        request[VERDICT] = verdict
+        request[NOTES].verdict = verdict  # for the access log and metrics
         return verdict
 
     def refusal(self, request: web.BaseRequest, verdict: Verdict) -> web.Response:

@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time as clock
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from ..short_cache import cache_short
@@ -75,9 +75,8 @@ def loggable_target(raw_target: str) -> str:
     return f"{path}?{''.join(kept)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One answered request, as the access log tells it."""
+class Entry(NamedTuple):
+    """One answered request, as the access log tells it (a tuple: made on every request)."""
 
     remote: str
     method: str

@@ -17,22 +17,13 @@ from typing import ClassVar
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..auth.decide import Verdict
 from ..config import Config, LogFormat
 from . import access_log
 from .metrics import RequestMetrics
-from .request_id import REQUEST_ID
+from .notes import NOTES
 
 log = logging.getLogger("gateway")
 GATEWAY = "gateway"  # the decision label of what the gateway answers itself (its endpoints, edge refusals)
-
-# What the request path notes on the request for this hook. When it arrived: noted at the edge, as
-# aiohttp's own duration comes from the event loop's clock, which uvloop keeps in whole
-# milliseconds, too coarse for a gateway that answers in a fraction of one.
-STARTED = web.RequestKey("started", float)
-VERDICT = web.RequestKey("verdict", Verdict)  # by the gate
-UPSTREAM = web.RequestKey("upstream", str)  # by the proxy: the upstream's URL
-UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # by the proxy: until the upstream's response head
 
 
 @dataclass(frozen=True)
@@ -61,34 +52,33 @@ class RequestObserver(AbstractAccessLogger):
                 log.error("access log or metrics failed (reported once a minute): %r", exc)
 
     def _observe(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        started = request.get(STARTED)
-        if started is not None:
-            time = clock.perf_counter() - started
-        verdict = request.get(VERDICT)
+        notes = request.get(NOTES)  # None only for what never reached the app (the parser refused it)
+        verdict = None
+        if notes is not None:
+            time = clock.perf_counter() - notes.started
+            verdict = notes.verdict
         decision = verdict.decision.value if verdict is not None else GATEWAY
-        upstream = request.get(UPSTREAM, "")
         metrics = self.observing.metrics
         if metrics is not None:
             metrics.request(decision, response.status, time)
-            seconds = request.get(UPSTREAM_SECONDS)
-            if seconds is not None:
-                metrics.upstream(upstream, seconds)
+            if notes is not None and notes.upstream_seconds is not None:
+                metrics.upstream(notes.upstream, notes.upstream_seconds)
         write = self.observing.write
         if write is None or not self.logger.isEnabledFor(logging.INFO):
             return
         principal = verdict.principal if verdict is not None else None
         entry = access_log.Entry(
-            remote=request.remote or "",
-            method=request.method,
-            target=access_log.loggable_target(request.raw_path),
-            status=response.status,
-            size=response.body_length,
-            seconds=time,
-            request_id=request.get(REQUEST_ID, ""),
-            rule=verdict.rule if verdict is not None else "",
-            decision=decision,
-            sub=str(principal.claims.get("sub", "")) if principal is not None else "",
-            upstream=upstream,
+            request.remote or "",
+            request.method,
+            access_log.loggable_target(request.raw_path),
+            response.status,
+            response.body_length,
+            time,
+            notes.request_id if notes is not None else "",
+            verdict.rule if verdict is not None else "",
+            decision,
+            str(principal.claims.get("sub", "")) if principal is not None else "",
+            notes.upstream if notes is not None else "",
         )
         write(entry, self.logger.name)
 

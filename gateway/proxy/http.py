@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..hosts import split_host
-from ..ops.observe import UPSTREAM_SECONDS
+from ..ops.notes import NOTES
 from ..responses import error_response
 from .headers import ClientView, Network, end_to_end, is_trusted, upstream_request_headers, without_cookies
 from .routing import Route, Router
@@ -105,7 +105,7 @@ class HttpProxy:
                 upstream.connect_timeout, upstream.read_timeout,
             )
             async with exchange as answer:
-                request[UPSTREAM_SECONDS] = time.monotonic() - started
+                request[NOTES].upstream_seconds = time.monotonic() - started
                 return await self._stream_back(request, answer)
         except asyncio.TimeoutError:
             log.warning("upstream timeout: %s %s", request.method, upstream.url)

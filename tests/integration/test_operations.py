@@ -142,7 +142,7 @@ async def test_metrics_and_logs_after_sign_in_refresh_sign_out_and_failures(
         assert {"time", "request_id", "method", "path", "status", "duration_ms", "rule", "decision", "sub", "upstream"} <= set(access[0])
         assert any(r["path"].startswith("/oauth2/callback?code=REDACTED&state=REDACTED") for r in access)
         assert any(r["decision"] == "allow" and r["sub"] and r["rule"] == "/api/*" for r in access)
-        assert any(r["type"] == "event" and "signed in" in r["message"] for r in records)
+        assert any(r["type"] == "event" and "signed in" in r["message"] and r.get("request_id") for r in records)
     else:
         assert any("/api/whoami?access_token=REDACTED&page=2" in line for line in lines)
 

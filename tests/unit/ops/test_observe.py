@@ -17,8 +17,8 @@ from gateway.auth.identity import SpoofedHeaders
 from gateway.auth.principal import Principal
 from gateway.config import IdentityConfig, parse_config
 from gateway.ops import access_log
-from gateway.ops.observe import STARTED, RequestObserver, UPSTREAM, UPSTREAM_SECONDS, VERDICT, observer_class
-from gateway.ops.request_id import REQUEST_ID
+from gateway.ops.notes import NOTES, Notes
+from gateway.ops.observe import RequestObserver, observer_class
 
 UPSTREAMS = [{"path": "/", "url": "http://app:8000"}]
 
@@ -34,11 +34,11 @@ def observe(settings: dict[str, object], verdict: Verdict | None, status: int = 
     cls = observer_class(parse_config({"upstreams": UPSTREAMS, **settings}))
     assert cls is not None
     request = make_mocked_request("GET", "/reports?page=2&code=SECRET")
-    request[REQUEST_ID] = "rid-7"
+    notes = request[NOTES] = Notes(time.perf_counter() - 0.0125, "rid-7")
     if verdict is not None:
-        request[VERDICT] = verdict
-        request[UPSTREAM] = "http://app:8000"
-        request[UPSTREAM_SECONDS] = 0.004
+        notes.verdict = verdict
+        notes.upstream = "http://app:8000"
+        notes.upstream_seconds = 0.004
     observer = cls(logging.getLogger("aiohttp.access"), "")
     assert observer.enabled
     observer.log(request, web.Response(status=status), 0.0125)
@@ -98,7 +98,7 @@ async def test_the_duration_is_timed_from_the_edge_not_by_the_loops_millisecond_
     cls = observer_class(parse_config({"upstreams": UPSTREAMS, "logging": {"format": "json"}}))
     assert cls is not None
     request = make_mocked_request("GET", "/")
-    request[STARTED] = time.perf_counter() - 0.0004
+    request[NOTES] = Notes(time.perf_counter() - 0.0004, "rid")
     cls(logging.getLogger("aiohttp.access"), "").log(request, web.Response(), 0.0)  # uvloop would say 0 ms
     access_log.flush()
     assert 0.4 <= json.loads(capsys.readouterr().err)["duration_ms"] < 50
@@ -108,7 +108,7 @@ async def test_a_failing_log_never_fails_the_request(capsys: pytest.CaptureFixtu
     cls = observer_class(parse_config({"upstreams": UPSTREAMS}))
     assert cls is not None
     request = make_mocked_request("GET", "/")
-    request[STARTED] = "not a time"  # type: ignore[assignment]  # any fault inside the hook
+    request[NOTES] = Notes("not a time", "rid")  # type: ignore[arg-type]  # any fault inside the hook
     RequestObserver.quiet_until = 0.0
     for _ in range(3):
         cls(logging.getLogger("aiohttp.access"), "").log(request, web.Response(), 0.0)
