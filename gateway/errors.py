@@ -1,5 +1,7 @@
 """The one exception hierarchy of the gateway: every error a caller can catch."""
 
+import os
+
 
 class GatewayError(Exception):
     """Base class for all errors raised by the gateway."""
@@ -27,3 +29,9 @@ class TokenError(GatewayError):
 
 class SessionError(GatewayError):
     """A session could not be loaded or stored."""
+
+
+def cannot_listen(key: str, host: str, port: int, error: OSError) -> SystemExit:
+    """A port taken (or not ours to bind) at start: one line naming the config key, not a traceback."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return SystemExit(f"{key}: cannot listen on {host}:{port}: {reason}")

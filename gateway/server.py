@@ -35,6 +35,7 @@ from aiohttp.web_log import AccessLogger
 from .app import create_app, parser_limits
 from .config import Config
 from .connections import GatewayRunner
+from .errors import cannot_listen
 from .ops import access_log, logs, metrics
 from .ops.observe import observer_class
 from .ops.health import begin_draining
@@ -102,10 +103,22 @@ def _event_loop_run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _start(config: Config, reuse_port: bool = False) -> list[web.AppRunner]:
-    runners = [await start_gateway(config, reuse_port)]
+    runners = [await _listening("listen", config.listen_host, config.listen_port, start_gateway(config, reuse_port))]
     if config.metrics_listen is not None and not reuse_port:  # workers' metrics are served by their parent
-        runners.append(await metrics.exporter(*config.metrics_listen))
+        try:
+            runners.append(await _listening("metrics_listen", *config.metrics_listen, metrics.exporter(*config.metrics_listen)))
+        except SystemExit:
+            await runners[0].cleanup()
+            raise
     return runners
+
+
+async def _listening(key: str, host: str, port: int, starting: Awaitable[web.AppRunner]) -> web.AppRunner:
+    """A port taken or not ours to bind is one line naming the key, not a traceback."""
+    try:
+        return await starting
+    except OSError as exc:
+        raise cannot_listen(key, host, port, exc) from None
 
 
 async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunner:
@@ -123,7 +136,11 @@ async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunn
     )
     await runner.setup()
     site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_port=reuse_port, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()  # the app's sessions and tasks, opened by setup
+        raise
     log.info("gateway listening on http://%s:%s", config.listen_host, config.listen_port)
     return runner
 

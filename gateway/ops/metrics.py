@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from ..connections import GatewayRunner
+from ..errors import cannot_listen
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 OURS = "GATEWAY_METRICS_DIR"  # set with MULTIPROC_DIR, to the same directory, by the parent of --workers
@@ -115,7 +116,11 @@ async def exporter(host: str, port: int, registry: Collector = REGISTRY) -> web.
     app.router.add_get("/metrics", scrape)
     runner = GatewayRunner(app, access_log=None, handle_signals=False, header_timeout=10, keepalive_timeout=15, shutdown_timeout=1)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner
 
 
@@ -129,7 +134,9 @@ class _ExporterThread:
         self.thread = threading.Thread(target=self._run, args=(listen, registry), name="metrics", daemon=True)
         self.thread.start()
         self.started.wait()
-        if self.failed is not None:  # the port is taken, say: the gateway must not start without its metrics
+        if isinstance(self.failed, OSError):  # the port is taken, say: no gateway without its metrics
+            raise cannot_listen("metrics_listen", *listen, self.failed)
+        if self.failed is not None:
             raise self.failed
 
     def _run(self, listen: tuple[str, int], registry: Collector) -> None:

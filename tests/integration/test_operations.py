@@ -164,3 +164,25 @@ async def test_request_ids_go_upstream_and_back(gateway_process, demo_upstream) 
     assert gateway.terminate() == 0
     access = [json.loads(line) for line in gateway.log().splitlines() if '"type": "access"' in line]
     assert {r["request_id"] for r in access} >= {"trace-0123456789", made}
+
+
+@pytest.mark.parametrize("key", ["listen", "metrics_listen"])
+def test_a_port_taken_is_one_line_naming_the_key(tmp_path, key: str) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy, free = taken.getsockname()[1], free_port()
+        ports = {"listen": busy, "metrics_listen": free} if key == "listen" else {"listen": free, "metrics_listen": busy}
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            f"listen: 127.0.0.1:{ports['listen']}\nmetrics_listen: 127.0.0.1:{ports['metrics_listen']}\n"
+            "upstreams: [{path: /, url: 'http://127.0.0.1:9'}]\n"
+        )
+        result = subprocess.run([sys.executable, "-m", "gateway", "run", "--config", str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"{key}: cannot listen on 127.0.0.1:{busy}: Address already in use"
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
