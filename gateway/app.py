@@ -77,7 +77,7 @@ class Edge:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request_id.assign(request)
+        rid = request_id.of(request)
         request[NOTES] = Notes(time.perf_counter(), rid)
         if self.ids_in_events:
             request_id.current.set(rid)

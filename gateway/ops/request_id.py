@@ -26,7 +26,7 @@ current: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", defa
 _WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:;=+/@-]{0,127}")
 
 
-def assign(request: web.BaseRequest) -> str:
-    """The request's id (ops/notes.py keeps it with the request and sends it back)."""
+def of(request: web.BaseRequest) -> str:
+    """The id this request goes by: the well-formed one it was sent with, or a new one (ops/notes.py keeps it)."""
     sent = request.headers.get(HEADER)
     return sent if sent is not None and _WELL_FORMED.fullmatch(sent) else os.urandom(16).hex()

@@ -14,8 +14,7 @@ from gateway.ops import request_id
 def assigned(sent: str | None) -> str:
     headers = CIMultiDict({request_id.HEADER: sent} if sent is not None else {})
     request = make_mocked_request("GET", "/", headers=headers)
-    value = request_id.assign(request)
-    return value
+    return request_id.of(request)
 
 
 @pytest.mark.parametrize("sent", ["2f1c9a0e-5b7d-4c3e-9f00-1a2b3c4d5e6f", "Root=1-5759e988-bd862e3f;Parent=53995c3f", "abc"])
