@@ -19,6 +19,7 @@ import yaml
 from gateway.errors import ConfigError
 
 from ._checks import Checker
+from .resource_servers import ResourceServerConfig, check_custom_scopes, parse_resource_servers
 
 STANDARD_SCOPES = ("openid", "email", "phone", "profile", "aws.cognito.signin.user.admin")
 FLOWS = ("code", "client_credentials")
@@ -27,7 +28,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_KEYS = {
     "listen", "region", "user_pool_id", "issuer", "token_lifetimes", "refresh_token_rotation",
     "refresh_token_grace_period", "admin_api", "clients", "users", "groups", "signing_keys",
-    "persistence_file",
+    "persistence_file", "resource_servers",
 }  # fmt: skip
 
 
@@ -91,6 +92,7 @@ class IdpConfig:
     signing_keys: tuple[SigningKeyConfig, ...] = ()
     generated_key_count: int = 1
     persistence_file: str | None = None
+    resource_servers: tuple[ResourceServerConfig, ...] = ()  # where clients' custom scopes are declared
 
     @property
     def issuer_url(self) -> str:
@@ -148,7 +150,8 @@ def parse_idp_config(data: Any, base_dir: Path | None = None) -> IdpConfig:
     if persistence and base_dir is not None and not os.path.isabs(persistence):
         persistence = str(base_dir / persistence)
     lifetimes = _parse_lifetimes(check, data.get("token_lifetimes", {}))
-    clients = tuple(_parse_clients(check, data.get("clients", [])))
+    resource_servers = parse_resource_servers(check, data.get("resource_servers"))
+    clients = tuple(_parse_clients(check, data.get("clients", []), resource_servers))
     rotation = check.boolean(data, "refresh_token_rotation", False)
     admin_api = check.boolean(data, "admin_api", False)
     check.raise_if_any()
@@ -158,6 +161,7 @@ def parse_idp_config(data: Any, base_dir: Path | None = None) -> IdpConfig:
         admin_api=admin_api, clients=clients, users=users,
         groups=groups or tuple(dict.fromkeys(g for u in users for g in u.groups)),
         signing_keys=keys, generated_key_count=key_count, persistence_file=persistence,
+        resource_servers=resource_servers,
     )  # fmt: skip
 
 
@@ -194,7 +198,7 @@ def _parse_lifetimes(check: Checker, raw: Any) -> Lifetimes:
     return Lifetimes(**values)
 
 
-def _parse_clients(check: Checker, raw: Any) -> list[ClientConfig]:
+def _parse_clients(check: Checker, raw: Any, resource_servers: tuple[ResourceServerConfig, ...]) -> list[ClientConfig]:
     if not isinstance(raw, list):
         check.problem("clients", "must be a list")
         return []
@@ -214,12 +218,14 @@ def _parse_clients(check: Checker, raw: Any) -> list[ClientConfig]:
         secret = check.string(item, "client_secret", path=path)
         if "client_credentials" in flows and not secret:
             check.problem(f"{path}.flows", "client_credentials needs a client_secret (as in Cognito)")
+        scopes = check.scope_list(item, "scopes", path, STANDARD_SCOPES)
+        check_custom_scopes(check, f"{path}.scopes", scopes, resource_servers)
         clients.append(
             ClientConfig(
                 client_id=client_id, client_secret=secret,
                 callback_urls=tuple(check.url_list(item, "callback_urls", path)),
                 logout_urls=tuple(check.url_list(item, "logout_urls", path)),
-                scopes=tuple(check.scope_list(item, "scopes", path, STANDARD_SCOPES)),
+                scopes=tuple(scopes),
                 flows=flows,
             )  # fmt: skip
         )
