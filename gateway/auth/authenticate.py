@@ -24,7 +24,7 @@ from ..session.model import SessionState
 from ..session.store import SessionStore
 from ..ttl_cache import TtlCache
 from .bearer import BearerVerifier, bearer_token
-from .principal import Authentication, BearerRefused, Principal
+from .principal import Authentication, BearerRefused, Principal, is_machine
 from .refresh import RefreshOutcome, Refresher
 
 log = logging.getLogger("gateway.auth")
@@ -143,6 +143,10 @@ class Authenticator:
         self, claims: dict[str, Any], access_token: str, expires_at: float, from_bearer: bool = False
     ) -> tuple[Principal, bool]:
         """The principal, and whether it is complete (False: userInfo could not be had; not to be reused)."""
+        if from_bearer and is_machine(claims):
+            # An app client, never a user: no name derived from `sub`, and no userInfo (Cognito
+            # refuses it for client_credentials tokens: asking would fail on every request).
+            return Principal(claims, access_token, expires_at, from_bearer=True, machine=True), True
         if "cognito:username" not in claims:
             name = self.profile.username(claims)
             if name:

@@ -20,6 +20,11 @@ from .principal import Principal
 
 DEFAULT_HEADERS = ("X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username")
 ACCESS_TOKEN_HEADER = "X-Forwarded-Access-Token"
+# The app client a Bearer token was issued to: a machine client's only name, a user's calling app.
+CLIENT_ID_HEADER = "X-Forwarded-Client-Id"
+# Claims that name a user: a machine principal's `sub` is its client id, and mapped to a user
+# header it would make the app take a client for a user of that name.
+_USER_NAME_CLAIMS = frozenset({"sub", "cognito:username", "username", "preferred_username"})
 # What the ALB puts in x-amzn-oidc-data: the userInfo claims.
 _USERINFO_CLAIMS = ("sub", "username", "email", "email_verified", "phone_number", "phone_number_verified", "name")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f]")
@@ -51,7 +56,7 @@ class SpoofedHeaders:
     """The headers a client may never send upstream: ours, other systems' (foreign_headers.py), the operator's."""
 
     def __init__(self, identity: IdentityConfig) -> None:
-        names = {*DEFAULT_HEADERS, *(h for h, _ in identity.headers), ACCESS_TOKEN_HEADER}
+        names = {*DEFAULT_HEADERS, *(h for h, _ in identity.headers), ACCESS_TOKEN_HEADER, CLIENT_ID_HEADER}
         if identity.assertion_header:
             names.add(identity.assertion_header)
         extra = HeaderMatcher.of_patterns(identity.strip_headers)
@@ -106,9 +111,14 @@ class HeaderRenderer:
         claims = principal.claims
         out: list[tuple[str, str]] = []
         for name, claim in self.identity.headers:
+            if principal.machine and claim in _USER_NAME_CLAIMS:
+                continue  # a client is never a user
             value = header_value(claims.get(claim))
             if value is not None:
                 out.append((name, value))
+        client_id = header_value(principal.client_id)
+        if client_id is not None:
+            out.append((CLIENT_ID_HEADER, client_id))
         if self.identity.pass_access_token:
             out.append((ACCESS_TOKEN_HEADER, principal.access_token))
         if self.identity.pass_authorization or principal.from_bearer:
@@ -118,6 +128,8 @@ class HeaderRenderer:
         return tuple(out)
 
     def _signed(self, signer: Signer, principal: Principal) -> list[tuple[str, str]]:
+        if principal.machine:
+            return self._signed_machine(signer, principal)
         claims = principal.claims
         loaded = self.provider.loaded if self.provider else None
         issuer = loaded.endpoints.issuer if loaded else ""
@@ -130,6 +142,19 @@ class HeaderRenderer:
             out.append(("x-amzn-oidc-data", signer.alb_data(userinfo, issuer, self.client_id, int(principal.access_expires_at))))
         if self.identity.assertion_header:
             identity = {**userinfo, "groups": claims.get("cognito:groups") or claims.get("groups") or []}
+            audience = self.identity.assertion_audience or self.public_url
+            out.append((self.identity.assertion_header, signer.assertion(identity, self.public_url, audience)))
+        return out
+
+    def _signed_machine(self, signer: Signer, principal: Principal) -> list[tuple[str, str]]:
+        """An ALB authenticates users only, and userInfo knows no client: of the ALB's headers a
+        machine gets the access token alone. Its assertion names the client and its scopes, and
+        has no `sub`: an app that reads the user from it finds none."""
+        out = []
+        if self.identity.alb_compatible:
+            out.append(("x-amzn-oidc-accesstoken", principal.access_token))
+        if self.identity.assertion_header:
+            identity = {"client_id": principal.client_id, "scope": principal.claims.get("scope", "")}
             audience = self.identity.assertion_audience or self.public_url
             out.append((self.identity.assertion_header, signer.assertion(identity, self.public_url, audience)))
         return out

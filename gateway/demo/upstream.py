@@ -11,7 +11,7 @@ import json
 
 from aiohttp import WSMsgType, web
 
-IDENTITY_PREFIXES = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username", "x-amzn-oidc-", "x-gateway-")
+IDENTITY_PREFIXES = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username", "x-forwarded-client-id", "x-amzn-oidc-", "x-gateway-")
 _STYLE = (
     "body{font:15px system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#1d2330}"
     "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em .5em;"
