@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.auth.foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES
-from gateway.auth.identity import ACCESS_TOKEN_HEADER, DEFAULT_HEADERS
+from gateway.auth.identity import ACCESS_TOKEN_HEADER, CLIENT_ID_HEADER, DEFAULT_HEADERS
 from gateway.auth.rules import permits
 from gateway.config import RuleConfig
 from gateway.session.cookie_store import MAX_CHUNKS
@@ -763,7 +763,7 @@ async def test_forwarded_header_aliases_never_reach_the_upstream(start, recorder
 
 def identity_names() -> list[str]:
     names = set(FOREIGN_NAMES) | set(METHOD_OVERRIDE_NAMES) | {n.lower() for n in DEFAULT_HEADERS}
-    names |= {ACCESS_TOKEN_HEADER.lower(), ASSERTION.lower(), "x-amzn-oidc-data", "x-amzn-oidc-identity", "x-amzn-oidc-accesstoken"}
+    names |= {ACCESS_TOKEN_HEADER.lower(), CLIENT_ID_HEADER.lower(), ASSERTION.lower(), "x-amzn-oidc-data", "x-amzn-oidc-identity", "x-amzn-oidc-accesstoken"}
     names |= {prefix + "user" for prefix in FOREIGN_PREFIXES if not prefix.endswith("-")}
     names |= {prefix + "user" for prefix in FOREIGN_PREFIXES if prefix.endswith("-")}
     names |= {prefix + "groups" for prefix in FOREIGN_PREFIXES if prefix.endswith("-")}

@@ -21,7 +21,7 @@ import pytest
 import yarl
 
 from gateway.auth.foreign_headers import FOREIGN_NAMES, FOREIGN_PREFIXES, METHOD_OVERRIDE_NAMES
-from gateway.auth.identity import ACCESS_TOKEN_HEADER, DEFAULT_HEADERS
+from gateway.auth.identity import ACCESS_TOKEN_HEADER, CLIENT_ID_HEADER, DEFAULT_HEADERS
 from gateway.demo.upstream import create_demo_app, echo
 from tests.fixtures.idp import RunningIdp, default_idp_config
 from tests.fixtures.proxies import CADDY_SITE, NGINX_SITE, TRAEFIK_DYNAMIC, TRAEFIK_STATIC, RunningProxy
@@ -301,7 +301,7 @@ SAMPLE_SUFFIX = "sample"
 
 def forbidden_names() -> list[str]:
     """Every header no client may pass to the app (normalized): the gateway's list, one sample name per prefix."""
-    names = set(FOREIGN_NAMES) | set(METHOD_OVERRIDE_NAMES) | {n.lower() for n in DEFAULT_HEADERS} | {ACCESS_TOKEN_HEADER.lower()}
+    names = set(FOREIGN_NAMES) | set(METHOD_OVERRIDE_NAMES) | {n.lower() for n in DEFAULT_HEADERS} | {ACCESS_TOKEN_HEADER.lower(), CLIENT_ID_HEADER.lower()}
     names |= {f"x-auth-set-cookie-{i}" for i in range(4)}  # the gateway's cookie copies, for the proxy only
     for prefix in FOREIGN_PREFIXES:
         names.add(prefix + SAMPLE_SUFFIX if prefix.endswith("-") else prefix + "-" + SAMPLE_SUFFIX)
