@@ -105,6 +105,12 @@ class SessionConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_sentinels: tuple[tuple[str, int], ...] = ()  # (host, port) of each sentinel
     redis_cluster: bool = False  # redis_url is any node of a Redis Cluster (a seed)
+    # With store: cookie, a redis key given means: share ended sessions and the user index through it.
+    redis_given: bool = False
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.store is SessionStore.REDIS or self.redis_given
 
 
 @dataclass(frozen=True)
@@ -511,6 +517,7 @@ def _session(s: _Section, needs_secrets: bool) -> SessionConfig:
         redis_url=s.get("redis_url", "redis://127.0.0.1:6379/0", _redis_url),
         redis_sentinels=s.get("redis_sentinels", (), _sentinels),
         redis_cluster=s.get("redis_cluster", False, _boolean),
+        redis_given=any(s.has(key) for key in ("redis_url", "redis_sentinels", "redis_cluster")),
     )
     if needs_secrets and not session.secrets and not s.has("secrets"):
         s.problem("secrets", "is required: at least one secret of 32+ characters")

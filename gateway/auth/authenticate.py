@@ -20,14 +20,18 @@ from ..errors import ProviderError, SessionError, TokenError
 from ..oidc.profile import ProviderProfile
 from ..oidc.provider import Provider
 from ..session import cookies
+from ..session.ends import EndedSessions
 from ..session.model import SessionState
 from ..session.store import SessionStore
+from ..session.user_index import UserIndex
 from ..ttl_cache import TtlCache
 from .bearer import BearerVerifier, bearer_token
 from .principal import Authentication, BearerRefused, Principal, is_machine
 from .refresh import RefreshOutcome, Refresher
 
 log = logging.getLogger("gateway.auth")
+# The session a request was authenticated with (after refresh): what a WebSocket stays bound to.
+SESSION = web.RequestKey("session_state", SessionState)
 
 
 class UserInfo:
@@ -63,9 +67,13 @@ class Authenticator:
         *,
         before_expiry: float,
         idle_timeout: float | None,
+        ends: EndedSessions,
+        index: UserIndex | None = None,
         userinfo: UserInfo | None = None,
     ) -> None:
         self.store = store
+        self.ends = ends
+        self.index = index  # with Redis: who has which sessions, for `sessions list|revoke`
         self.refresher = refresher
         self.bearer = bearer
         self.profile = profile
@@ -103,6 +111,9 @@ class Authenticator:
         state = await self.store.load(request)  # SessionError: the store is down, a 503
         if state is None:
             return None
+        if self.ends.ended(state):  # signed out (anywhere), revoked, or its refresh refused: every copy is done
+            cookies.queue(request, await self.store.clear(request))
+            return None
         now = time.time()
         updated = state
         if self.idle_timeout:
@@ -117,14 +128,18 @@ class Authenticator:
             if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
                 updated = updated.with_tokens(result.signed_in)
             elif result.outcome is RefreshOutcome.INVALID:
-                # Not cleared: with several workers and rotating refresh tokens, this may be the
-                # loser of a race whose winner is setting fresh cookies on a parallel response; a
-                # deletion here could overwrite them. Signing in again replaces the session anyway.
+                # Ended for every copy. The cookie is not cleared: with several workers and rotating
+                # refresh tokens, this may be the loser of a race whose winner is setting fresh cookies
+                # on a parallel response, which a deletion could overwrite. Signing in again replaces it.
+                await self.ends.end_session(state)
                 return None
         if updated is not state:
             await self._save(request, updated)
+            if self.index is not None and updated.signed_in is not state.signed_in:
+                await self.index.record(updated)
         if updated.signed_in.expires_within(0):  # expired, and the provider could not refresh it just now
             return None
+        request[SESSION] = updated
         principal = self._principals.get(updated)
         if principal is None:
             signed_in = updated.signed_in

@@ -22,8 +22,10 @@ from ..ops import metrics
 from ..responses import error_response, html_page, wants_json
 from ..session import cookies
 from ..session.login_state import LoginState, LoginStateCookies
+from ..session.ends import EndedSessions
 from ..session.model import SessionState, SignedIn, groups_of, username_of
 from ..session.store import SessionStore
+from ..session.user_index import UserIndex
 from .principal import Principal
 from .return_to import safe_return_path
 from .same_origin import OwnOrigins
@@ -71,11 +73,20 @@ class SignIn:
     """The /oauth2 routes that begin and end sessions; each is a bound method."""
 
     def __init__(
-        self, config: SignInConfig, provider: Provider, store: SessionStore, login_cookies: LoginStateCookies, own_origins: OwnOrigins
+        self,
+        config: SignInConfig,
+        provider: Provider,
+        store: SessionStore,
+        login_cookies: LoginStateCookies,
+        own_origins: OwnOrigins,
+        ends: EndedSessions,
+        index: UserIndex | None,
     ) -> None:
         self.config = config
         self.provider = provider
         self.store = store
+        self.ends = ends
+        self.index = index
         self.login_cookies = login_cookies
         self.redirect_uri = f"{config.public_url}{config.endpoints_prefix}/callback"
         self.retry_link = (f"{config.endpoints_prefix}/start", "Sign in again")
@@ -162,7 +173,10 @@ class SignIn:
             log.warning("code exchange failed: %s", exc)
             unavailable = "The sign-in service cannot be reached right now. Try again in a moment."
             return "provider_unavailable", error_response(request, 502, "provider_unavailable", unavailable)
-        cookies.queue(request, await self.store.save(request, SessionState.new(signed_in)))  # SessionError: a 503
+        session = SessionState.new(signed_in)
+        cookies.queue(request, await self.store.save(request, session))  # SessionError: a 503
+        if self.index is not None:
+            await self.index.record(session)
         log.info("signed in: %s", signed_in.username)
         return "signed_in", redirect(login.return_to)
 
@@ -172,8 +186,11 @@ class SignIn:
         state = await self.store.load(request)
         signed_in = state.signed_in if state is not None else None
         cookies.queue(request, await self.store.clear(request))
-        if signed_in is not None:
+        if state is not None:
             metrics.SIGN_OUTS.inc()
+            await self.ends.end_session(state)  # every copy of this session, on every instance
+            if self.index is not None:
+                await self.index.forget_session(state)
         loaded = self.provider.loaded
         if signed_in is not None and signed_in.refresh_token and loaded is not None:
             await loaded.client.revoke(signed_in.refresh_token)

@@ -19,6 +19,7 @@ from ..oidc.provider import Provider
 from ..ops.health import Readiness
 from ..session.cookie_store import CookieSessionStore
 from ..session.crypto import SecretBox
+from ..session.ends import EndedSessions
 from ..session.login_state import LoginStateCookies
 from ..session.store import SessionStore
 from .authenticate import Authenticator, UserInfo
@@ -35,6 +36,8 @@ from .signing import SIGNER, GatewaySigner, add_key_routes
 
 if TYPE_CHECKING:  # redis is imported only when a config uses it: it costs ~7 MB of every process
     import redis.asyncio as redis
+
+    from ..session.shared_ends import RedisEnds
 
 
 def gateway_cookie_filter(cookie_name: str) -> Callable[[str], bool]:
@@ -69,13 +72,18 @@ class SignInParts:
     authenticator: Authenticator
     forward_auth: ForwardAuth
     signer: GatewaySigner | None
+    ends: EndedSessions
+    shared_ends: "RedisEnds | None"
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
             self.provider_http.session = http
             loader = asyncio.create_task(self.provider.keep_trying())
+            follower = asyncio.create_task(self.shared_ends.follow()) if self.shared_ends is not None else None
             yield
             loader.cancel()
+            if follower is not None:
+                follower.cancel()
         if self.redis_client is not None:
             await self.redis_client.aclose()
 
@@ -99,12 +107,19 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
     profile = profile_for(provider_config.kind)
     secure = sign_in.public_url.startswith("https://")
     session_box = SecretBox(config.session.secrets, "session")
-    store, redis_client = _store(config, session_box, secure)
+    redis_client = _redis(config)
+    store = _store(config, session_box, secure, redis_client)
     provider_http = ProviderHttp()
     provider = Provider(provider_config, provider_http)
-    shared = None
+    ends = EndedSessions(config.session.max_lifetime)
+    shared = shared_ends = index = None
     if redis_client is not None:
+        from ..session.shared_ends import RedisEnds
+        from ..session.user_index import UserIndex
         from .shared_refresh import RedisSharedRefresh
+
+        shared_ends = ends.publisher = RedisEnds(redis_client, ends)
+        index = UserIndex(redis_client, SecretBox(config.session.secrets, "index"), config.session.max_lifetime)
 
         # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
         # new kid), plus a margin for the lock round trips.
@@ -116,6 +131,8 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
         profile,
         before_expiry=config.refresh.before_expiry,
         idle_timeout=config.session.idle_timeout,
+        ends=ends,
+        index=index,
         userinfo=UserInfo(provider) if config.identity.userinfo else None,
     )
     signer = _signer(config, sign_in) if config.identity.alb_compatible or config.identity.assertion_header else None
@@ -126,10 +143,12 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
         provider=provider,
         provider_http=provider_http,
         redis_client=redis_client,
-        sign_in=SignIn(sign_in, provider, store, login_cookies, own_origins),
+        sign_in=SignIn(sign_in, provider, store, login_cookies, own_origins, ends, index),
         authenticator=authenticator,
         forward_auth=ForwardAuth(gate, sign_in.public_url, config.trusted_proxies),
         signer=signer,
+        ends=ends,
+        shared_ends=shared_ends,
     )
 
 
@@ -168,15 +187,23 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     app.cleanup_ctx.append(parts.lifetime)
 
 
-def _store(config: Config, box: SecretBox, secure: bool) -> "tuple[SessionStore, redis.Redis | redis.RedisCluster | None]":
+def _redis(config: Config) -> "redis.Redis | redis.RedisCluster | None":
+    """The Redis the sessions live in (store: redis), or that cookie sessions share their ends through."""
+    if not config.session.uses_redis:
+        return None
+    from ..session.redis_client import connect  # one server, Sentinel or Cluster, as the config says
+
+    return connect(config.session)
+
+
+def _store(config: Config, box: SecretBox, secure: bool, client: "redis.Redis | redis.RedisCluster | None") -> SessionStore:
     session = config.session
     if session.store is StoreKind.REDIS:
-        from ..session.redis_client import connect  # one server, Sentinel or Cluster, as the config says
         from ..session.redis_store import RedisSessionStore
 
-        client = connect(session)
-        return RedisSessionStore(client, box, session.cookie_name, secure, session.max_lifetime), client
-    return CookieSessionStore(box, session.cookie_name, secure, session.max_lifetime), None
+        assert client is not None
+        return RedisSessionStore(client, box, session.cookie_name, secure, session.max_lifetime)
+    return CookieSessionStore(box, session.cookie_name, secure, session.max_lifetime)
 
 
 def _signer(config: Config, sign_in: SignInConfig) -> GatewaySigner:

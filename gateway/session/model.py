@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
+import re
+import secrets
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -85,15 +88,27 @@ class SignedIn:
 
 @dataclass(frozen=True, eq=False)  # eq=False: identity hashing, so caches can key derived values on a state
 class SessionState:
-    """One browser's session as stored: its tokens, when it began, when it was last active."""
+    """One browser's session as stored: its tokens, when it began, when it was last active, its id."""
 
     signed_in: SignedIn
     started_at: float  # the sign-in: max_lifetime counts from here
     seen_at: float | None  # last activity, for idle_timeout; None when the sealed value is not a number
+    # Names the session wherever a copy of it is (cookie, Redis, a WebSocket): what sign-out ends.
+    # Kept through refreshes. Sessions sealed before ids existed get one derived from their first id
+    # token, which every copy of such a session shares.
+    sid: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sid:
+            object.__setattr__(self, "sid", derived_sid(self.signed_in.id_token))
 
     @classmethod
     def new(cls, signed_in: SignedIn) -> "SessionState":
-        return cls(signed_in, signed_in.created_at, signed_in.created_at)
+        return cls(signed_in, signed_in.created_at, signed_in.created_at, secrets.token_urlsafe(16))
+
+    @property
+    def sub(self) -> str:
+        return str(self.signed_in.claims.get("sub", ""))
 
     @classmethod
     def from_envelope(cls, data: dict[str, Any]) -> "SessionState | None":
@@ -102,23 +117,33 @@ class SessionState:
         signed_in = SignedIn.from_dict(inner)
         if signed_in is None:
             return None
-        return cls(signed_in, signed_in_at(data), finite_number(inner.get(SEEN, data["created"])))
+        sid = inner.get(SID)
+        sid = sid if isinstance(sid, str) and SID_SHAPE.fullmatch(sid) else ""
+        return cls(signed_in, signed_in_at(data), finite_number(inner.get(SEEN, data["created"])), sid)
 
     def to_envelope(self, now: float) -> dict[str, Any]:
         """The stored form (aiohttp-session's shape, so sessions from earlier versions still open)."""
         inner = self.signed_in.to_dict()
         if self.seen_at is not None:
             inner[SEEN] = int(self.seen_at)
+        inner[SID] = self.sid
         return {"created": int(now), "session": inner}
 
     def with_tokens(self, signed_in: SignedIn) -> "SessionState":
-        return SessionState(signed_in, self.started_at, self.seen_at)
+        return SessionState(signed_in, self.started_at, self.seen_at, self.sid)
 
     def seen(self, now: float) -> "SessionState":
-        return SessionState(self.signed_in, self.started_at, now)
+        return SessionState(self.signed_in, self.started_at, now, self.sid)
 
 
 SEEN = "seen"  # last activity inside the sealed session
+SID = "sid"  # the session's id inside the sealed session
+SID_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def derived_sid(id_token: str) -> str:
+    """The id of a session sealed before sessions had one: the same for every copy of it."""
+    return base64.urlsafe_b64encode(hashlib.sha256(id_token.encode()).digest()[:16]).rstrip(b"=").decode()
 
 
 def finite_number(value: object) -> float | None:

@@ -331,7 +331,7 @@ def test_callback_and_sign_out_urls_are_the_ones_the_gateway_sends(public_url):
     config = parse_config(yaml.safe_load((COGNITO / "gateway.yaml").read_text()), {**output_env(names), "SESSION_SECRET": secrets.token_urlsafe(32), "COGNITO_CLIENT_SECRET": "x"})
     assert config.sign_in is not None
     client = template()["Resources"]["GatewayClient"]["Properties"]
-    gateway_callback = SignIn(config.sign_in, None, None, None, None).redirect_uri  # type: ignore[arg-type]
+    gateway_callback = SignIn(config.sign_in, None, None, None, None, None, None).redirect_uri  # type: ignore[arg-type]
     assert evaluate(client["CallbackURLs"], names) == [gateway_callback]
     assert evaluate(client["LogoutURLs"], names) == [f"{config.public_url}/"]  # the logout_uri of /oauth2/sign_out
 

@@ -26,6 +26,7 @@ from gateway.auth.refresh import RefreshOutcome, RefreshResult
 from gateway.errors import ProviderError, SessionError, TokenError
 from gateway.oidc.profile import COGNITO, GENERIC_OIDC, ProviderProfile
 from gateway.session import cookies
+from gateway.session.ends import EndedSessions
 from gateway.session.model import SessionState, SignedIn
 from gateway.session.store import SetCookie
 
@@ -137,6 +138,7 @@ def authenticator(
     profile: ProviderProfile = COGNITO,
     idle_timeout: float | None = None,
     userinfo: FakeUserInfo | None = None,
+    ends: EndedSessions | None = None,
 ) -> Authenticator:
     return Authenticator(
         store,  # type: ignore[arg-type]
@@ -145,6 +147,7 @@ def authenticator(
         profile,
         before_expiry=BEFORE_EXPIRY,
         idle_timeout=idle_timeout,
+        ends=ends if ends is not None else EndedSessions(12 * 3600),
         userinfo=userinfo,  # type: ignore[arg-type]
     )
 
@@ -323,6 +326,39 @@ async def test_an_invalid_refresh_signs_out_without_clearing() -> None:
     assert len(refresher.calls) == 1
     assert store.cleared == 0 and store.saved == []
     assert await set_cookies(req) == []
+
+
+async def test_an_invalid_refresh_ends_every_copy_of_the_session() -> None:
+    ends = EndedSessions(12 * 3600)
+    state = session(signed_in(expires_in=30))
+    store = FakeStore(state)
+    await authenticator(store, FakeRefresher(RefreshResult(RefreshOutcome.INVALID)), ends=ends).authenticate(request(), False)
+    assert ends.ended(state)
+    copy = FakeStore(SessionState(state.signed_in, state.started_at, state.seen_at, state.sid))  # the same session, opened elsewhere
+    refresher = FakeRefresher()
+    assert await authenticator(copy, refresher, ends=ends).authenticate(request(), False) is None
+    assert refresher.calls == []  # refused from memory, without asking the provider again
+
+
+async def test_an_ended_session_is_nobody_and_its_cookie_is_cleared() -> None:
+    ends = EndedSessions(12 * 3600)
+    state = session()
+    await ends.end_session(state)
+    store = FakeStore(state)
+    req = request()
+    assert await authenticator(store, ends=ends).authenticate(req, False) is None
+    assert store.cleared == 1
+    assert await set_cookies(req) == [SetCookie(COOKIE, None).header_value()]
+
+
+async def test_a_revoked_user_ends_sessions_begun_before_but_not_after() -> None:
+    ends = EndedSessions(12 * 3600)
+    before = session()
+    await ends.end_user("u1", now=before.started_at + 1)
+    assert await authenticator(FakeStore(before), ends=ends).authenticate(request(), False) is None
+    tokens = signed_in()
+    after = SessionState(tokens, before.started_at + 2, time.time())  # signed in again after the revocation
+    assert isinstance(await authenticator(FakeStore(after), ends=ends).authenticate(request(), False), Principal)
 
 
 async def test_an_unavailable_provider_keeps_a_still_valid_token() -> None:

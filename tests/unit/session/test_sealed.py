@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
@@ -42,3 +43,23 @@ def test_past_max_lifetime_is_no_session_even_from_the_cache(monkeypatch: pytest
     monkeypatch.setattr(time, "time", lambda: real_time() + 61)
     assert sessions.open(sealed, "ctx") is None
     assert sessions.seconds_left(state(real_time())) < 0
+
+
+def test_a_sessions_id_is_sealed_with_it_and_kept_through_refreshes() -> None:
+    sessions = SealedSessions(BOX, 3600)
+    original = state()
+    opened = sessions.open(sessions.seal(original.with_tokens(SignedIn("id2", "at2", "rt", time.time() + 3600, time.time())), "ctx"), "ctx")
+    assert opened is not None and opened.sid == original.sid and len(original.sid) >= 16
+    assert state().sid != original.sid  # each sign-in its own
+
+
+def test_a_session_sealed_before_ids_existed_gets_one_every_copy_shares() -> None:
+    sessions = SealedSessions(BOX, 3600)
+    now = int(time.time())
+    legacy = {"created": now, "session": {"id": "id-token", "at": "at", "rt": None, "exp": now + 3600, "iat": now}}
+    sealed = BOX.seal(json.dumps(legacy).encode(), b"ctx")
+    first, again = sessions.open(sealed, "ctx"), SealedSessions(BOX, 3600).open(sealed, "ctx")
+    assert first is not None and again is not None and first.sid == again.sid
+    planted = {**legacy, "session": {**legacy["session"], "sid": "no"}}  # not of the shape we write: derived instead
+    odd = sessions.open(BOX.seal(json.dumps(planted).encode(), b"ctx"), "ctx")
+    assert odd is not None and odd.sid == first.sid

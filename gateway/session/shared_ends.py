@@ -1,0 +1,115 @@
+"""Ended sessions shared by a fleet through Redis: a sorted set for the record, pub/sub for the news.
+
+Every record goes into one sorted set (`gw:ended`, member `s:<sid>` or `u:<sub>`, score the time it
+ended) and is published on the channel of the same name. Each instance subscribes, then reads the
+whole set (so nothing published while it was starting is missed), and from then on applies what it
+hears: a request checks memory only, never Redis. When the subscription drops, the instance
+subscribes and reads the set again; meanwhile it keeps what it knew (the records already applied
+still hold; new ones from elsewhere arrive when Redis is back).
+
+One key and one channel: valid unchanged on a Redis Cluster (PUBLISH reaches every node's
+subscribers) and behind Sentinel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from ..ops import metrics
+from .ends import Ended, EndedSessions
+from .redis_client import REDIS_ERRORS, RedisClient
+
+log = logging.getLogger("gateway.session")
+KEY = CHANNEL = "gw:ended"
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+
+
+class RedisEnds:
+    """The fleet's half of EndedSessions: `publish` for records made here, `follow` for everyone's."""
+
+    def __init__(self, client: RedisClient, ends: EndedSessions) -> None:
+        self.client = client
+        self.ends = ends
+        self.synced = asyncio.Event()  # set while subscribed and loaded (tests and /readyz-style checks)
+
+    async def publish(self, record: Ended) -> None:
+        try:
+            await write(self.client, record, self.ends.max_lifetime)
+        except REDIS_ERRORS as exc:
+            # Recorded here already; the other instances cannot learn it. Sign-out still clears the cookie.
+            metrics.SESSION_STORE_ERRORS.inc()
+            log.error("could not share an ended session with the fleet: redis unreachable: %s", exc.__class__.__name__)
+
+    async def follow(self) -> None:
+        """Background task: subscribe, load, apply; again after each disconnection."""
+        attempt = 0
+        while True:
+            try:
+                await self._follow_once()
+            except asyncio.CancelledError:
+                raise
+            except REDIS_ERRORS as exc:
+                self.synced.clear()
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning("ended-session updates from redis interrupted (%s); resubscribing in %ss", exc.__class__.__name__, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+
+    async def _follow_once(self) -> None:
+        pubsub: Any = self.client.pubsub()
+        try:
+            await pubsub.subscribe(CHANNEL)
+            for record in await read_all(self.client, self.ends.max_lifetime):
+                self.ends.apply(record)
+            self.synced.set()
+            task = asyncio.current_task()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+                if task is not None and task.cancelling():
+                    # redis-py's read with a timeout can swallow a cancellation: the app is stopping.
+                    raise asyncio.CancelledError
+                if message is None:
+                    await pubsub.ping()  # a silent channel and a dead connection look alike: ask
+                    continue
+                heard = _decode(message.get("data"))
+                if heard is not None:
+                    self.ends.apply(heard)
+        finally:
+            self.synced.clear()
+            await pubsub.aclose()
+
+
+async def write(client: RedisClient, record: Ended, max_lifetime: float) -> None:
+    """Add a record to the fleet's set and announce it. Used by the gateway and by `sessions revoke`."""
+    await client.zadd(KEY, {record.member: record.at})
+    # Whole set lives as long as its newest record is of use; older members are swept now and then.
+    await client.expire(KEY, int(max_lifetime) + 60)
+    await client.publish(CHANNEL, f"{record.at!r} {record.member}")
+    if int(record.at) % 16 == 0:
+        await client.zremrangebyscore(KEY, "-inf", time.time() - max_lifetime)
+
+
+async def read_all(client: RedisClient, max_lifetime: float) -> list[Ended]:
+    members: list[Any] = await client.zrangebyscore(KEY, time.time() - max_lifetime, "+inf", withscores=True)
+    records = []
+    for member, score in members:
+        record = Ended.parse(member.decode() if isinstance(member, bytes) else str(member), float(score))
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _decode(data: Any) -> Ended | None:
+    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+    at, _, member = text.partition(" ")
+    try:
+        when = float(at)
+    except ValueError:
+        return None
+    return Ended.parse(member, when) if math.isfinite(when) else None
