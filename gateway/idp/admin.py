@@ -37,12 +37,18 @@ async def refresh_stats(request: web.Request) -> web.Response:
     })  # fmt: skip
 
 
+async def identity_stats(request: web.Request) -> web.Response:
+    """Cognito Identity calls (identity_pools) by operation, well-formed or not: `GetId`, `GetCredentialsForIdentity`."""
+    return web.json_response({"requests": dict(request.app[HOOKS].identity_calls)})
+
+
 async def reset_stats(request: web.Request) -> web.Response:
     hooks = request.app[HOOKS]
     hooks.token_calls.clear()
     hooks.userinfo_calls = 0
     hooks.refresh_by_user.clear()
     hooks.refresh_by_client.clear()
+    hooks.identity_calls.clear()
     return web.json_response({"token_requests": {}, "userinfo_requests": 0})
 
 
@@ -100,6 +106,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_admin/outbox", outbox)
     app.router.add_get("/_admin/stats", stats)
     app.router.add_get("/_admin/stats/refresh", refresh_stats)
+    app.router.add_get("/_admin/stats/identity", identity_stats)
     app.router.add_post("/_admin/stats/reset", reset_stats)
     app.router.add_post("/_admin/keys/rotate", rotate_keys)
     app.router.add_post("/_admin/faults", set_fault)

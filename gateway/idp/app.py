@@ -10,6 +10,7 @@ from aiohttp import web
 from . import account, login, oauth
 from .admin import add_admin_routes
 from .config import IdpConfig
+from .identity_pools import add_identity_routes
 from .keys import KeyRing
 from .state import CONFIG, HOOKS, KEYS, STORE, Hooks
 from .store import Store
@@ -49,6 +50,8 @@ def create_idp_app(config: IdpConfig, *, keys: KeyRing | None = None) -> web.App
     routes.add_route("GET", "/oauth2/userInfo", oauth.user_info)
     routes.add_route("POST", "/oauth2/userInfo", oauth.user_info)
     routes.add_post("/oauth2/revoke", oauth.revoke)
+    if config.identity_pools:
+        add_identity_routes(app)  # Cognito Identity's JSON API: POST /
     if config.admin_api:
         add_admin_routes(app)
     return app

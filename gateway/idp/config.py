@@ -24,11 +24,12 @@ from .resource_servers import ResourceServerConfig, check_custom_scopes, parse_r
 STANDARD_SCOPES = ("openid", "email", "phone", "profile", "aws.cognito.signin.user.admin")
 FLOWS = ("code", "client_credentials")
 _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+_IDENTITY_POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_KEYS = {
     "listen", "region", "user_pool_id", "issuer", "token_lifetimes", "refresh_token_rotation",
     "refresh_token_grace_period", "admin_api", "clients", "users", "groups", "signing_keys",
-    "persistence_file", "resource_servers",
+    "persistence_file", "resource_servers", "identity_pools",
 }  # fmt: skip
 
 
@@ -76,6 +77,19 @@ class SigningKeyConfig:
 
 
 @dataclass(frozen=True)
+class IdentityPoolConfig:
+    """A Cognito identity pool trusting this user pool (gateway/idp/identity_pools.py serves it)."""
+
+    identity_pool_id: str  # <region>:<uuid>, as AWS spells them
+    client_ids: tuple[str, ...] = ()  # app clients whose id tokens it takes; () = every client
+    credentials_lifetime: int = 3600  # seconds; AWS's are an hour
+
+    @property
+    def region(self) -> str:
+        return self.identity_pool_id.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
 class IdpConfig:
     user_pool_id: str
     region: str = "us-east-1"
@@ -93,6 +107,7 @@ class IdpConfig:
     generated_key_count: int = 1
     persistence_file: str | None = None
     resource_servers: tuple[ResourceServerConfig, ...] = ()  # where clients' custom scopes are declared
+    identity_pools: tuple[IdentityPoolConfig, ...] = ()  # Cognito Identity's API for them: identity_pools.py
 
     @property
     def issuer_url(self) -> str:
@@ -109,6 +124,9 @@ class IdpConfig:
 
     def client(self, client_id: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.client_id == client_id), None)
+
+    def identity_pool(self, identity_pool_id: str) -> IdentityPoolConfig | None:
+        return next((p for p in self.identity_pools if p.identity_pool_id == identity_pool_id), None)
 
     def with_listen(self, host: str | None = None, port: int | None = None) -> IdpConfig:
         return replace(self, host=host or self.host, port=self.port if port is None else port)
@@ -154,6 +172,7 @@ def parse_idp_config(data: Any, base_dir: Path | None = None) -> IdpConfig:
     clients = tuple(_parse_clients(check, data.get("clients", []), resource_servers))
     rotation = check.boolean(data, "refresh_token_rotation", False)
     admin_api = check.boolean(data, "admin_api", False)
+    identity_pools = tuple(_parse_identity_pools(check, data.get("identity_pools", []), clients))
     check.raise_if_any()
     return IdpConfig(
         user_pool_id=pool_id, region=region, host=host, port=port, issuer=issuer,
@@ -161,7 +180,7 @@ def parse_idp_config(data: Any, base_dir: Path | None = None) -> IdpConfig:
         admin_api=admin_api, clients=clients, users=users,
         groups=groups or tuple(dict.fromkeys(g for u in users for g in u.groups)),
         signing_keys=keys, generated_key_count=key_count, persistence_file=persistence,
-        resource_servers=resource_servers,
+        resource_servers=resource_servers, identity_pools=identity_pools,
     )  # fmt: skip
 
 
@@ -230,6 +249,30 @@ def _parse_clients(check: Checker, raw: Any, resource_servers: tuple[ResourceSer
             )  # fmt: skip
         )
     return clients
+
+
+def _parse_identity_pools(check: Checker, raw: Any, clients: tuple[ClientConfig, ...]) -> list[IdentityPoolConfig]:
+    if not isinstance(raw, list):
+        check.problem("identity_pools", "must be a list of {identity_pool_id, client_ids, credentials_lifetime}")
+        return []
+    pools: list[IdentityPoolConfig] = []
+    known_clients = {c.client_id for c in clients}
+    for index, item in enumerate(raw):
+        path = f"identity_pools[{index}]"
+        if not check.mapping(item, path, IdentityPoolConfig.__dataclass_fields__):
+            continue
+        pool_id = check.string(item, "identity_pool_id", required=True, path=path) or ""
+        if pool_id and not _IDENTITY_POOL_ID.match(pool_id):
+            check.problem(f"{path}.identity_pool_id", "must look like <region>:<uuid>, e.g. us-east-1:0a1b2c3d-0000-4000-8000-000000000001")
+        if any(p.identity_pool_id == pool_id for p in pools):
+            check.problem(f"{path}.identity_pool_id", f"duplicate identity pool id {pool_id!r}")
+        client_ids = tuple(check.string_list(item, "client_ids", path=path))
+        for client_id in client_ids:
+            if client_id not in known_clients:
+                check.problem(f"{path}.client_ids", f"{client_id!r} is not a client of this user pool")
+        lifetime = check.integer(item, "credentials_lifetime", 3600, minimum=1, maximum=43200, path=path)
+        pools.append(IdentityPoolConfig(identity_pool_id=pool_id, client_ids=client_ids, credentials_lifetime=lifetime))
+    return pools
 
 
 def _parse_users(check: Checker, raw: Any, declared_groups: tuple[str, ...]) -> list[UserConfig]:

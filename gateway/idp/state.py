@@ -30,6 +30,7 @@ class Hooks:
     # check "one refresh per user per expiry" with these.
     refresh_by_user: Counter[str] = field(default_factory=Counter)
     refresh_by_client: Counter[str] = field(default_factory=Counter)
+    identity_calls: Counter[str] = field(default_factory=Counter)  # Cognito Identity calls by operation
     fault: Fault | None = None
 
     def take_fault(self) -> Fault | None:
