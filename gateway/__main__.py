@@ -1,4 +1,4 @@
-"""Command line: python -m gateway run | check | doctor | idp | demo."""
+"""Command line: python -m gateway run | check | doctor | sessions | idp | demo."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from .sessions_cli import run
+
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
+    return run(config, args.action, args.user)
+
+
 def _load(path: str) -> Config | None:
     """The config, or None once every problem is printed, one line each."""
     try:
@@ -95,10 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="ask the provider whether this app client is set up right")
     doctor.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
     doctor.set_defaults(func=cmd_doctor)
+    sessions = commands.add_parser("sessions", help="a user's sessions across the fleet (needs Redis): list, or revoke them all")
+    actions = sessions.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "show a user's sessions (no token values)"), ("revoke", "end every session of a user, on every instance")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+        sub.add_argument("--user", required=True, metavar="USERNAME_OR_SUB", help="a username (as signed in) or a sub")
+        sub.set_defaults(func=cmd_sessions)
     commands.add_parser("idp", help="run the local Cognito (python -m gateway idp --help)")
     commands.add_parser("demo", help="local Cognito + demo app + gateway on one laptop")
     args = parser.parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.func  # cmd_run, cmd_check or cmd_doctor, set by set_defaults
+    command: Callable[[argparse.Namespace], int] = args.func  # cmd_run, cmd_check, cmd_doctor or cmd_sessions, set by set_defaults
     return command(args)
 
 

@@ -153,16 +153,19 @@ class OidcClient:
     async def refresh(self, refresh_token: str, timeout: float | None = None) -> TokenSet:
         return await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, timeout)
 
-    async def revoke(self, refresh_token: str) -> None:
-        """Best effort: a failed revocation is logged, never shown to the user who is signing out."""
+    async def revoke(self, refresh_token: str) -> bool:
+        """Best effort: whether the provider answered 200. A failed revocation is logged, never shown
+        to the user who is signing out (`sessions revoke` counts them)."""
         if not self.endpoints.revoke:
-            return
+            return False
         try:
             status, _ = await self._post(self.endpoints.revoke, {"token": refresh_token, "token_type_hint": "refresh_token"})
-            if status != 200:
-                log.warning("refresh token revocation answered %s", status)
         except ProviderError as exc:
             log.warning("refresh token revocation failed: %s", exc)
+            return False
+        if status != 200:
+            log.warning("refresh token revocation answered %s", status)
+        return status == 200
 
     async def userinfo(self, access_token: str, expected_sub: str | None = None) -> dict[str, Any]:
         """The userInfo claims of this access token (a JSON object with a string `sub`).
