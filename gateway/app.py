@@ -15,8 +15,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
+from .auth.authenticate import SESSION
 from .auth.decide import Decision, Verdict
 from .auth.gate import Gate
+from .auth.session_watch import SessionWatch
 from .auth.same_origin import OwnOrigins
 from .auth.setup import add_sign_in, build_gate, gateway_cookie_filter
 from .config import Config, LogFormat
@@ -98,8 +100,17 @@ class Edge:
 class ProxyPath:
     """Everything that is not the gateway's own endpoint: gate, then proxy what the verdict allows."""
 
-    def __init__(self, config: Config, gate: Gate, proxy: HttpProxy, sessions: ClientSessions, own_origins: OwnOrigins) -> None:
+    def __init__(
+        self,
+        config: Config,
+        gate: Gate,
+        proxy: HttpProxy,
+        sessions: ClientSessions,
+        own_origins: OwnOrigins,
+        session_watch: SessionWatch | None,
+    ) -> None:
         self.gate = gate
+        self.session_watch = session_watch  # None with sign-in off
         self.proxy = proxy
         self.sessions = sessions
         self.own_origins = own_origins
@@ -140,9 +151,14 @@ class ProxyPath:
             return error_response(request, 503, "too_many_websockets", "Too many WebSockets are open on this gateway. Try again later.")
         if refused is SlotRefused.PER_KEY:
             return error_response(request, 429, "too_many_websockets", f"At most {self.slots.per_key} WebSockets may be open per session.")
+        # A socket opened with a session lives as long as the session (one opened with a Bearer token is not watched).
+        state = request.get(SESSION)
+        over = self.session_watch.over(request, state) if self.session_watch is not None and state is not None else None
         metrics.WEBSOCKETS_OPEN.inc()
         try:
-            return await bridge(request, route, headers, self.sessions.get_websocket(), self.open_websockets, self.max_websocket_message)
+            return await bridge(
+                request, route, headers, self.sessions.get_websocket(), self.open_websockets, self.max_websocket_message, over
+            )
         finally:
             metrics.WEBSOCKETS_OPEN.dec()
             self.slots.release(key)
@@ -158,7 +174,8 @@ def create_app(config: Config) -> web.Application:
     sessions = ClientSessions()
     private_cookie = gateway_cookie_filter(config.session.cookie_name) if sign_in is not None else None
     proxy = HttpProxy(Router(config.upstreams), sessions.upstreams, config.trusted_proxies, private_cookie)
-    proxy_path = ProxyPath(config, gate, proxy, sessions, own_origins)
+    watch = SessionWatch(sign_in.authenticator, config.session.max_lifetime) if sign_in is not None else None
+    proxy_path = ProxyPath(config, gate, proxy, sessions, own_origins, watch)
 
     app = web.Application(middlewares=[Edge(config.limits.max_header_size, config.logging.format is LogFormat.JSON).middleware], client_max_size=0)
     add_health_routes(app)

@@ -128,10 +128,10 @@ class Authenticator:
             if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
                 updated = updated.with_tokens(result.signed_in)
             elif result.outcome is RefreshOutcome.INVALID:
-                # Ended for every copy. The cookie is not cleared: with several workers and rotating
-                # refresh tokens, this may be the loser of a race whose winner is setting fresh cookies
-                # on a parallel response, which a deletion could overwrite. Signing in again replaces it.
-                await self.ends.end_session(state)
+                # Neither cleared nor recorded as ended: with several workers and rotating refresh tokens,
+                # this may be the loser of a race whose winner is setting fresh cookies (of this same
+                # session id) on a parallel response. Every copy still holding these tokens is refused
+                # anyway, by the provider or by the refresher's memory of this answer.
                 return None
         if updated is not state:
             await self._save(request, updated)

@@ -78,8 +78,20 @@ class Refresher:
         self.counts[outcome] += 1
         metrics.REFRESHES.labels(outcome).inc()
 
-    async def refresh(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
-        """`refresh_token` is the session's (a session without one cannot be refreshed)."""
+    async def refresh(self, signed_in: SignedIn, refresh_token: str, unseen: bool = False) -> RefreshResult:
+        """`refresh_token` is the session's (a session without one cannot be refreshed).
+
+        `unseen`: the caller cannot hand the new tokens to the browser (a WebSocket's watch). The
+        result is then kept until the new access token expires, so the browser's next request,
+        still carrying the old cookie, gets these tokens instead of spending a refresh token the
+        provider may have rotated away.
+        """
+        if unseen:
+            result = await self.refresh(signed_in, refresh_token)
+            if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
+                kept_for = result.signed_in.access_expires_at - time.time()
+                self._recent.put(token_key(refresh_token, signed_in.access_token), result, time.monotonic() + kept_for)
+            return result
         key = token_key(refresh_token, signed_in.access_token)
         recent = self._recent.get(key)
         if recent is not None:

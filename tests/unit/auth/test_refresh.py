@@ -418,3 +418,19 @@ async def test_counts_by_outcome(make) -> None:
     rig.client.gate.set()
     await asyncio.gather(*joined)  # refreshed, joined
     assert rig.refresher.counts == {"invalid": 1, "reused": 1, "unavailable": 1, "backing_off": 1, "refreshed": 1, "joined": 1}
+
+
+async def test_a_result_the_browser_cannot_see_is_kept_until_its_tokens_expire(make) -> None:
+    """A WebSocket's watch refreshes where no cookie can be set: the browser's old cookie gets that result later."""
+    expires = real_time.time() + 3600
+
+    def answer(number: int) -> TokenSet:
+        return TokenSet(fake_jwt(sub="u1", gen=number, use="access", exp=expires), 3600, fake_jwt(sub="u1", gen=number, use="id"))
+
+    rig = make(answer)
+    old = session()
+    first = await rig.refresher.refresh(old, REFRESH_TOKEN, unseen=True)
+    assert first.outcome is RefreshOutcome.REFRESHED
+    rig.clock.advance(RECENT_TTL * 30)  # half an hour on, the browser's next request with its old cookie
+    assert await rig.refresher.refresh(old, REFRESH_TOKEN) is first
+    assert rig.calls == 1

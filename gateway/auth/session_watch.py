@@ -1,0 +1,93 @@
+"""A long-lived connection bound to the session that opened it (WebSockets).
+
+An HTTP request is checked when it arrives; a WebSocket arrives once and may stay open for days.
+The watch holds it to the same rules as a stream of requests would be: it ends when the session is
+ended anywhere (sign-out, revocation: EndedSessions tells it at once), when the session passes
+max_lifetime, and when its access token is due and cannot be refreshed. A due token is refreshed
+exactly as for HTTP (the same single-flight refresher), so a socket outlives its access token as
+long as the session could be refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from ..errors import SessionError
+from ..session.model import SessionState
+from .authenticate import Authenticator
+from .refresh import RefreshOutcome
+
+log = logging.getLogger("gateway.auth")
+RETRY_UNAVAILABLE = 5.0  # seconds between refresh attempts while the provider cannot be reached
+
+
+class SessionWatch:
+    def __init__(self, authenticator: Authenticator, max_lifetime: float) -> None:
+        self.authenticator = authenticator
+        self.max_lifetime = max_lifetime
+
+    async def over(self, request: web.BaseRequest, state: SessionState) -> str:
+        """Returns, with the reason, once this session may no longer be used."""
+        ends = self.authenticator.ends
+        changed = asyncio.Event()
+        stop = ends.watch(state, changed.set)
+        try:
+            while True:
+                if ends.ended(state):
+                    return "session ended"
+                now = time.time()
+                lifetime_end = state.started_at + self.max_lifetime
+                if now >= lifetime_end:
+                    return "session expired"
+                due = self._due(state)
+                if now >= due:
+                    refreshed = await self._refresh(request, state)
+                    if isinstance(refreshed, str):
+                        return refreshed
+                    if refreshed is not state:
+                        state = refreshed
+                        continue
+                    due = now + RETRY_UNAVAILABLE  # the provider is down: the token is still good, ask again soon
+                try:
+                    async with asyncio.timeout(max(0.0, min(lifetime_end, due) - now)):
+                        await changed.wait()
+                except TimeoutError:
+                    pass
+                changed.clear()
+        finally:
+            stop()
+
+    def _due(self, state: SessionState) -> float:
+        """When the access token must be refreshed (or, without a refresh token, when the session is over)."""
+        signed_in = state.signed_in
+        if signed_in.refresh_token:
+            return signed_in.access_expires_at - self.authenticator.before_expiry
+        return signed_in.access_expires_at
+
+    async def _refresh(self, request: web.BaseRequest, state: SessionState) -> SessionState | str:
+        """The refreshed state; `state` itself to try again later; or why the session is over."""
+        signed_in = state.signed_in
+        if not signed_in.refresh_token:
+            return "session expired"
+        authenticator = self.authenticator
+        result = await authenticator.refresher.refresh(signed_in, signed_in.refresh_token, unseen=True)
+        if result.outcome is RefreshOutcome.INVALID:
+            return "session ended"  # not recorded as ended: see Authenticator.session_principal
+        if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
+            fresh = state.with_tokens(result.signed_in)
+            try:
+                # The Redis store keeps the new tokens for the browser; the cookie store's cookies cannot
+                # reach it over an open socket (its next request picks the result up from the refresher).
+                await authenticator.store.save(request, fresh)
+            except SessionError as exc:
+                log.error("could not save a WebSocket's refreshed session: %s", exc)
+            if authenticator.index is not None:
+                await authenticator.index.record(fresh)
+            return fresh
+        if signed_in.expires_within(0):
+            return "session expired"  # as for HTTP: an expired token the provider cannot refresh now is no session
+        return state
