@@ -32,6 +32,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORE
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
+_IDENTITY_POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # The ALB ARNs AWS's AlbJwtVerifier accepts; apps that pin their ALB's ARN check `signer` against one.
 ALB_ARN_PATTERN = re.compile(r"^arn:(?:aws|aws-cn|aws-us-gov):elasticloadbalancing:([a-z]{2}-(?:gov-)?[a-z]+-\d):.+$")
 
@@ -174,6 +175,15 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class AwsCredentialsConfig:
+    """`aws_credentials`: GET /oauth2/aws-credentials from this Cognito identity pool."""
+
+    identity_pool_id: str  # <region>:<uuid>
+    region: str  # default: the pool id's prefix
+    endpoint: str  # default: https://cognito-identity.<region>.amazonaws.com/
+
+
+@dataclass(frozen=True)
 class SignInConfig:
     """Sign-in as configured: the provider and the public URL are never missing (see Config.sign_in)."""
 
@@ -203,6 +213,7 @@ class Config:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     rules: tuple[RuleConfig, ...] = ()
     default_rule: RuleConfig = field(default_factory=lambda: RuleConfig(path=None))
+    aws_credentials: AwsCredentialsConfig | None = None
 
     @property
     def auth_enabled(self) -> bool:
@@ -692,6 +703,24 @@ def _rule(s: _Section, is_default: bool) -> RuleConfig:
     return rule
 
 
+def _aws_credentials(s: _Section) -> AwsCredentialsConfig:
+    pool_id = s.required("identity_pool_id", _string) or ""
+    match = _IDENTITY_POOL_ID.match(pool_id)
+    if pool_id and not match:
+        s.problem("identity_pool_id", f"not an identity pool id like us-east-1:0a1b2c3d-1111-2222-3333-444455556666: {pool_id!r}")
+    region = s.get("region", match.group(1) if match else "us-east-1", _region)
+    endpoint = s.get("endpoint", f"https://cognito-identity.{region}.amazonaws.com/", _http_url)
+    s.done()
+    return AwsCredentialsConfig(pool_id, region, endpoint.rstrip("/") + "/")
+
+
+def _region(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[a-z]{2}(?:-[a-z]+)+-\d", text):
+        raise ValueError(f"not an AWS region like eu-west-1: {text!r}")
+    return text
+
+
 # --- environment interpolation ---------------------------------------------------
 
 
@@ -771,7 +800,10 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
         identity=_identity(top.section("identity")),
         rules=tuple(_rule(s, is_default=False) for s in top.items("rules")),
         default_rule=_rule(top.section("default"), is_default=True),
+        aws_credentials=_aws_credentials(top.section("aws_credentials")) if top.has("aws_credentials") else None,
     )
+    if config.aws_credentials is not None and provider is None:
+        top.problem("aws_credentials", "needs a provider: the credentials are for the signed-in user")
     if provider is not None and not _is_loopback(config.listen_host):
         for index, secret in enumerate(config.session.secrets):
             if is_published_secret(secret):

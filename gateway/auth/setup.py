@@ -22,7 +22,9 @@ from ..session.crypto import SecretBox
 from ..session.ends import EndedSessions
 from ..session.login_state import LoginStateCookies
 from ..session.store import SessionStore
+from ..oidc.identity_pool import IdentityPoolClient
 from .authenticate import Authenticator, UserInfo
+from .aws_credentials import AwsCredentialsEndpoint
 from .bearer import BearerVerifier
 from .decide import Policy
 from .forward import ForwardAuth
@@ -74,6 +76,7 @@ class SignInParts:
     signer: GatewaySigner | None
     ends: EndedSessions
     shared_ends: "RedisEnds | None"
+    aws_credentials: AwsCredentialsEndpoint | None = None  # GET /oauth2/aws-credentials, with `aws_credentials`
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
@@ -149,7 +152,10 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
         signer=signer,
         ends=ends,
         shared_ends=shared_ends,
-    )
+        aws_credentials=AwsCredentialsEndpoint(
+            IdentityPoolClient(config.aws_credentials, provider_http, provider_config.timeout), authenticator, own_origins
+        ) if config.aws_credentials else None,
+    )  # fmt: skip
 
 
 def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, prefix: str) -> None:
@@ -161,6 +167,8 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
     app.router.add_route("POST", f"{prefix}/sign_out", sign_in.sign_out)
     app.router.add_get(f"{prefix}/userinfo", parts.userinfo)
     app.router.add_route("*", f"{prefix}/auth", parts.forward_auth.handle)
+    if parts.aws_credentials is not None:
+        app.router.add_get(f"{prefix}/aws-credentials", parts.aws_credentials.handle)
     if parts.signer is not None:
         app[SIGNER] = parts.signer
         add_key_routes(app, SIGNER, prefix)
