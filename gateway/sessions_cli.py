@@ -16,7 +16,7 @@ A name is looked up as a username first (the index maps usernames to subs for se
 while Redis was configured), else taken as a sub: the gateway ends sessions by sub.
 
 Exit codes: 0 done; 1 the config, Redis or the provider's config failed (for `revoke`: nothing was
-ended when Redis failed); 2 no Redis configured (nothing to read or write); 3 (`revoke` only) the
+ended when Redis failed); 2 no Redis configured (nothing to read or write) or a usage error; 3 (`revoke` only) the
 sessions are ended but some refresh tokens could not be revoked at the provider: run it again.
 """
 
@@ -42,6 +42,7 @@ from .session.redis_client import REDIS_ERRORS, RedisClient, connect
 from .session.user_index import IndexedSession, UserIndex, user_key
 
 OK, FAILED, NO_REDIS, PARTLY = 0, 1, 2, 3
+USAGE = 2  # as argparse
 NEEDS_REDIS = (
     "sessions: this config has no Redis: ending sessions on every instance needs one "
     "(session.store: redis, or session.redis_url with cookie sessions) — see docs/security.md \"Ending sessions\""
@@ -240,6 +241,9 @@ async def _run(config: Config, action: str, user: str) -> tuple[list[str], int]:
 
 def run(config: Config, action: str, user: str) -> int:
     """Print what `sessions list|revoke` found or did; the exit code (see the module's docstring)."""
+    if not user:
+        print("sessions: --user is empty: give a username or a sub", file=sys.stderr)
+        return USAGE
     if not config.session.uses_redis:
         print(NEEDS_REDIS, file=sys.stderr)
         return NO_REDIS

@@ -120,6 +120,8 @@ def test_gateway_config_is_honoured_and_user_is_required(tmp_path: Path, monkeyp
     monkeypatch.setenv("GATEWAY_CONFIG", write(tmp_path, {}))
     assert main(["sessions", "list", "--user", "alice"]) == 2  # the file was read: no Redis in it
     assert "needs one" in capsys.readouterr().err
+    assert main(["sessions", "revoke", "--user", ""]) == 2
+    assert capsys.readouterr().err == "sessions: --user is empty: give a username or a sub\n"
     with pytest.raises(SystemExit) as exited:
         main(["sessions", "revoke"])
     assert exited.value.code == 2 and "--user" in capsys.readouterr().err
