@@ -163,3 +163,21 @@ def test_operations_keys() -> None:
         "logging.format: must be one of text, json (got 'xml')",
         "metrics_listen: must be another port than listen: metrics are never served to the public",
     ]
+
+
+def test_aws_credentials() -> None:
+    signed_in = {**UP, "listen": "127.0.0.1:8080", "public_url": "http://127.0.0.1:8080", "provider": PROVIDER, "session": {"secrets": [SECRET]}}
+    pool = "eu-west-1:0a1b2c3d-1111-2222-3333-444455556666"
+    parsed = parse_config({**signed_in, "aws_credentials": {"identity_pool_id": pool}}, env={}).aws_credentials
+    assert parsed is not None and (parsed.region, parsed.endpoint) == ("eu-west-1", "https://cognito-identity.eu-west-1.amazonaws.com/")
+    local = {"identity_pool_id": pool, "region": "us-east-1", "endpoint": "http://127.0.0.1:9000"}
+    assert parse_config({**signed_in, "aws_credentials": local}, env={}).aws_credentials.endpoint == "http://127.0.0.1:9000/"
+    assert parse_config(signed_in, env={}).aws_credentials is None
+    assert problems({**signed_in, "aws_credentials": {"identity_pool_id": "eu-west-1_Pool", "region": "Mars", "endpoint": "ftp://x", "roles": 1}}) == [
+        "aws_credentials.identity_pool_id: not an identity pool id like us-east-1:0a1b2c3d-1111-2222-3333-444455556666: 'eu-west-1_Pool'",
+        "aws_credentials.region: not an AWS region like eu-west-1: 'Mars'",
+        "aws_credentials.endpoint: not an http(s) URL: 'ftp://x'",
+        "aws_credentials.roles: unknown key",
+    ]
+    assert problems({**signed_in, "aws_credentials": {}}) == ["aws_credentials.identity_pool_id: is required"]
+    assert problems({**UP, "aws_credentials": {"identity_pool_id": pool}}) == ["aws_credentials: needs a provider: the credentials are for the signed-in user"]

@@ -35,8 +35,6 @@ ALLOWLIST: dict[str, tuple[str, ...]] = {
     "gateway/auth/forward.py": ("integration/test_forward_auth_endpoint.py", "interop/test_forward_auth.py"),
     # /oauth2/start, /callback, /sign_out, /userinfo: the sign-in flow through the Hosted UI.
     "gateway/auth/login.py": ("integration/test_sign_in.py", "integration/test_sign_in_attacks.py"),
-    # Origin / Sec-Fetch-Site checks on state-changing requests.
-    "gateway/auth/same_origin.py": ("integration/test_hardening.py", "integration/test_advisories.py"),
     # Cross-instance single flight in Redis: two gateway processes sharing Redis make one call;
     # Redis failing under a running gateway. (The Refresher's side of the hook: tests/unit/auth/test_refresh.py.)
     "gateway/auth/shared_refresh.py": ("integration/test_refresh.py", "integration/test_faults.py"),
