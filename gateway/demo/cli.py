@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     idp_config = load_idp_config(args.idp_config)
-    config = load_config(args.config, env={"UPSTREAM_URL": f"http://127.0.0.1:{args.upstream_port}", "COGNITO_ISSUER": idp_config.issuer_url})
+    env = {"UPSTREAM_URL": f"http://127.0.0.1:{args.upstream_port}", "COGNITO_ISSUER": idp_config.issuer_url}
+    config = load_config(args.config, env={**env, "COGNITO_IDENTITY_ENDPOINT": idp_config.base_url})
 
     async def start() -> list[web.AppRunner]:
         idp = await _serve(create_idp_app(idp_config), idp_config.host, idp_config.port)
