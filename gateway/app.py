@@ -167,10 +167,13 @@ class ProxyPath:
         await close_bridges(self.open_websockets)
 
 
-def create_app(config: Config) -> web.Application:
-    """The gateway as an aiohttp Application; everything it holds is built here, before the first request."""
+def create_app(config: Config, ends_dir: str | None = None) -> web.Application:
+    """The gateway as an aiohttp Application; everything it holds is built here, before the first request.
+
+    `ends_dir`: with `--workers N` and no Redis, where the workers share ended sessions.
+    """
     own_origins = OwnOrigins(config.public_url, config.allowed_origins)
-    gate, sign_in = build_gate(config, own_origins)
+    gate, sign_in = build_gate(config, own_origins, ends_dir)
     sessions = ClientSessions()
     private_cookie = gateway_cookie_filter(config.session.cookie_name) if sign_in is not None else None
     proxy = HttpProxy(Router(config.upstreams), sessions.upstreams, config.trusted_proxies, private_cookie)

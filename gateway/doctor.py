@@ -12,7 +12,7 @@ Each check makes the request the gateway would make and reads the provider's ans
 - sign-out: the URL the gateway sends browsers to. Cognito redirects to `logout_uri` only when it is
   a registered sign-out URL; otherwise it shows an error or its sign-in page;
 - the clock: the provider's `Date` header against ours, since tokens are checked with a few seconds' leeway;
-- Redis, with `session.store: redis`: PING.
+- Redis, when the config uses one (`session.store: redis`, or a `redis_url` with cookie sessions): PING.
 
 Nothing the provider answers is followed, and nothing secret is printed: every line passes through
 `redact` with the config's secrets, in case a provider echoes one back.
@@ -30,7 +30,7 @@ import aiohttp
 from . import doctor_answers as answers
 from .doctor_answers import Answer, Finding, Verdict, fail, ok, skip
 from .auth.login import s256  # the gateway's own PKCE challenge
-from .config import Config, ProviderConfig, ProviderKind, SessionConfig, SessionStore
+from .config import Config, ProviderConfig, ProviderKind, SessionConfig
 from .errors import ProviderError
 from .oidc.client import GrantError, OidcClient
 from .oidc.endpoints import ProviderEndpoints, cognito_endpoints, from_discovery
@@ -195,7 +195,7 @@ async def diagnose(config: Config) -> list[Finding]:
         findings = [skip("provider", "none configured: sign-in is off")]
     else:
         findings = await _provider_findings(provider, config)
-    if config.session.store is SessionStore.REDIS:
+    if config.session.uses_redis:
         findings.append(await check_redis(config.session))
     return findings
 

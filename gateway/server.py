@@ -15,18 +15,21 @@ a back-off, and gives up (drains the others, exits 1) when workers keep crashing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
-from typing import Any, Awaitable, Callable, Coroutine
+from typing import Any, Awaitable, Callable, Coroutine, Iterator
 
 from aiohttp import web
 from aiohttp.log import access_logger
@@ -102,8 +105,8 @@ def _event_loop_run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-async def _start(config: Config, reuse_port: bool = False) -> list[web.AppRunner]:
-    runners = [await _listening("listen", config.listen_host, config.listen_port, start_gateway(config, reuse_port))]
+async def _start(config: Config, reuse_port: bool = False, ends_dir: str | None = None) -> list[web.AppRunner]:
+    runners = [await _listening("listen", config.listen_host, config.listen_port, start_gateway(config, reuse_port, ends_dir))]
     if config.metrics_listen is not None and not reuse_port:  # workers' metrics are served by their parent
         try:
             runners.append(await _listening("metrics_listen", *config.metrics_listen, metrics.exporter(*config.metrics_listen)))
@@ -121,10 +124,10 @@ async def _listening(key: str, host: str, port: int, starting: Awaitable[web.App
         raise cannot_listen(key, host, port, exc) from None
 
 
-async def start_gateway(config: Config, reuse_port: bool = False) -> web.AppRunner:
+async def start_gateway(config: Config, reuse_port: bool = False, ends_dir: str | None = None) -> web.AppRunner:
     observer = observer_class(config)
     runner = GatewayRunner(
-        create_app(config),
+        create_app(config, ends_dir),
         handle_signals=False,
         shutdown_timeout=config.shutdown_grace,
         # Ours writes the access log and counts metrics; with neither, aiohttp gets no logger at all.
@@ -150,12 +153,25 @@ def serve(config: Config, workers: int = 1) -> None:
     if workers <= 1:
         run_until_signalled(lambda: _start(config), config.drain_delay)
         return
-    with metrics.shared_across_workers(config.metrics_listen):
-        if Supervisor(config, workers).run() != 0:
+    with metrics.shared_across_workers(config.metrics_listen), _worker_ends(config) as ends_dir:
+        if Supervisor(config, workers, ends_dir=ends_dir).run() != 0:
             sys.exit(1)
 
 
-def _worker(config: Config, parent_pid: int) -> None:
+@contextlib.contextmanager
+def _worker_ends(config: Config) -> Iterator[str | None]:
+    """Where workers share ended sessions (session/worker_ends.py), unless Redis does it for the fleet."""
+    if config.provider is None or config.session.uses_redis:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="gateway-ends-")  # mode 0700
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _worker(config: Config, parent_pid: int, ends_dir: str | None = None) -> None:
     """A worker process's entry point (spawned: it starts from a fresh interpreter)."""
     _die_with_parent(parent_pid)
     logs.configure(config.logging)
@@ -163,7 +179,7 @@ def _worker(config: Config, parent_pid: int) -> None:
     def orphaned() -> bool:
         return os.getppid() != parent_pid  # re-parented: to init, or to a subreaper
 
-    run_until_signalled(lambda: _start(config, reuse_port=True), config.drain_delay, orphaned)
+    run_until_signalled(lambda: _start(config, reuse_port=True, ends_dir=ends_dir), config.drain_delay, orphaned)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -208,8 +224,9 @@ class CrashPolicy:
 class Supervisor:
     """N workers sharing the port: forwards SIGTERM/SIGINT to them, restarts one that exits unexpectedly."""
 
-    def __init__(self, config: Config, count: int, policy: CrashPolicy | None = None) -> None:
+    def __init__(self, config: Config, count: int, policy: CrashPolicy | None = None, ends_dir: str | None = None) -> None:
         self.config = config
+        self.ends_dir = ends_dir
         self.count = count
         self.policy = policy or CrashPolicy()
         self.context = multiprocessing.get_context("spawn")
@@ -245,7 +262,7 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         """The one place a worker process starts."""
-        process = self.context.Process(target=_worker, args=(self.config, os.getpid()), name=f"gateway-worker-{slot}")
+        process = self.context.Process(target=_worker, args=(self.config, os.getpid(), self.ends_dir), name=f"gateway-worker-{slot}")
         try:
             process.start()
         except OSError as exc:  # out of processes or memory: a crash like any other, under the same policy

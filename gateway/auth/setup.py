@@ -22,6 +22,7 @@ from ..session.crypto import SecretBox
 from ..session.ends import EndedSessions
 from ..session.login_state import LoginStateCookies
 from ..session.store import SessionStore
+from ..session.worker_ends import WorkerEnds
 from ..oidc.identity_pool import IdentityPoolClient
 from .authenticate import Authenticator, UserInfo
 from .aws_credentials import AwsCredentialsEndpoint
@@ -75,7 +76,8 @@ class SignInParts:
     forward_auth: ForwardAuth
     signer: GatewaySigner | None
     ends: EndedSessions
-    shared_ends: "RedisEnds | None"
+    shared_ends: "RedisEnds | None"  # with Redis: the fleet's
+    worker_ends: WorkerEnds | None  # with --workers N and no Redis: this gateway's workers'
     aws_credentials: AwsCredentialsEndpoint | None = None  # GET /oauth2/aws-credentials, with `aws_credentials`
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
@@ -83,7 +85,11 @@ class SignInParts:
             self.provider_http.session = http
             loader = asyncio.create_task(self.provider.keep_trying())
             follower = asyncio.create_task(self.shared_ends.follow()) if self.shared_ends is not None else None
+            if self.worker_ends is not None:
+                self.worker_ends.start()
             yield
+            if self.worker_ends is not None:
+                self.worker_ends.stop()
             loader.cancel()
             if follower is not None:
                 follower.cancel()
@@ -94,18 +100,20 @@ class SignInParts:
         return userinfo_response(request, await self.authenticator.session_principal(request))
 
 
-def build_gate(config: Config, own_origins: OwnOrigins) -> tuple[Gate, SignInParts | None]:
+def build_gate(config: Config, own_origins: OwnOrigins, ends_dir: str | None = None) -> tuple[Gate, SignInParts | None]:
     """The gate every proxied request passes, and sign-in's parts when a provider is configured."""
     spoofed = SpoofedHeaders(config.identity)
     rules = Rules(config.rules, config.default_rule)
     sign_in_config = config.sign_in
     if sign_in_config is None:
         return Gate(Policy(rules, spoofed, None), None, config.endpoints_prefix), None
-    parts = _sign_in_parts(config, sign_in_config, own_origins, spoofed, rules)
+    parts = _sign_in_parts(config, sign_in_config, own_origins, spoofed, rules, ends_dir)
     return parts.forward_auth.gate, parts
 
 
-def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigins, spoofed: SpoofedHeaders, rules: Rules) -> SignInParts:
+def _sign_in_parts(
+    config: Config, sign_in: SignInConfig, own_origins: OwnOrigins, spoofed: SpoofedHeaders, rules: Rules, ends_dir: str | None
+) -> SignInParts:
     provider_config = sign_in.provider
     profile = profile_for(provider_config.kind)
     secure = sign_in.public_url.startswith("https://")
@@ -116,6 +124,7 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
     provider = Provider(provider_config, provider_http)
     ends = EndedSessions(config.session.max_lifetime)
     shared = shared_ends = index = None
+    worker_ends = ends.publisher = WorkerEnds(ends_dir, ends) if ends_dir is not None and redis_client is None else None
     if redis_client is not None:
         from ..session.shared_ends import RedisEnds
         from ..session.user_index import UserIndex
@@ -152,6 +161,7 @@ def _sign_in_parts(config: Config, sign_in: SignInConfig, own_origins: OwnOrigin
         signer=signer,
         ends=ends,
         shared_ends=shared_ends,
+        worker_ends=worker_ends,
         aws_credentials=AwsCredentialsEndpoint(
             IdentityPoolClient(config.aws_credentials, provider_http, provider_config.timeout), authenticator, own_origins
         ) if config.aws_credentials else None,

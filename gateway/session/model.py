@@ -53,7 +53,7 @@ class SignedIn:
             "at": self.access_token,
             "rt": self.refresh_token,
             "exp": int(self.access_expires_at),
-            "iat": int(self.created_at),
+            "iat": round(self.created_at, 3),  # to the millisecond: a revocation and a new sign-in may share a second
         }
 
     @classmethod
@@ -166,7 +166,8 @@ def signed_in_at(data: dict[str, Any]) -> float:
     created = finite_number(data.get("created")) or 0.0
     inner = data.get("session")
     iat = finite_number(inner.get("iat")) if isinstance(inner, dict) else None
-    return created if iat is None else min(iat, created)
+    # `created` is written in whole seconds: iat (to the millisecond) may be up to a second later.
+    return created if iat is None else min(iat, created + 1)
 
 
 def envelope(plaintext: bytes) -> dict[str, Any] | None:

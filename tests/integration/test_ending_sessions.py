@@ -172,3 +172,32 @@ async def test_sign_out_on_one_instance_ends_the_session_on_the_other_within_a_s
         await ws.close()
     assert await status_with(second, copy) == 401
     assert await redis_server.client.zcard("gw:ended") == 1
+
+
+async def test_with_workers_and_no_redis_sign_out_reaches_every_worker(idp_factory, gateway_process, demo_upstream, browser):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    idp = await idp_factory(clients=gateway_clients(url))
+    config = {
+        "public_url": url,
+        "upstreams": [{"path": "/", "url": demo_upstream}],
+        "provider": {"issuer": idp.issuer, "client_id": "gw-public"},
+        "session": {"secrets": [SESSION_SECRET]},
+    }
+    await asyncio.to_thread(gateway_process, config, 3, port)
+    await browser.sign_in(url + "/")
+    copy = gateway_cookies(browser.cookies())
+    headers = {**JSON, "Cookie": cookie_header(copy)}
+    # New connections each time: the kernel spreads them over the three workers (SO_REUSEPORT).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+
+        async def statuses() -> set[int]:
+            found = set()
+            for _ in range(30):
+                async with http.get(url + "/api/whoami", headers=headers) as response:
+                    found.add(response.status)
+            return found
+
+        assert await statuses() == {200}
+        await sign_out(browser.session, url)
+        assert await statuses() == {401}, "no worker accepts the copy after sign-out"

@@ -63,3 +63,11 @@ def test_a_session_sealed_before_ids_existed_gets_one_every_copy_shares() -> Non
     planted = {**legacy, "session": {**legacy["session"], "sid": "no"}}  # not of the shape we write: derived instead
     odd = sessions.open(BOX.seal(json.dumps(planted).encode(), b"ctx"), "ctx")
     assert odd is not None and odd.sid == first.sid
+
+
+def test_the_sign_in_time_keeps_its_milliseconds() -> None:
+    """A revocation and a new sign-in in the same second must be told apart (ends.py: begun before)."""
+    sessions = SealedSessions(BOX, 3600)
+    original = state(started=time.time() - 0.5)
+    opened = sessions.open(sessions.seal(original, "ctx"), "ctx")
+    assert opened is not None and abs(opened.started_at - original.started_at) < 0.002
