@@ -179,7 +179,7 @@ async def handle(request: web.Request) -> web.Response:
     request.app[HOOKS].identity_calls[target.removeprefix(TARGET_PREFIX)] += 1
     try:
         body = json.loads(await request.read() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return IdentityError("SerializationException", "The request body is not JSON.").response()
     if not isinstance(body, dict):
         return IdentityError("SerializationException", "The request body must be a JSON object.").response()

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import aiohttp
 
 from ..config import AwsCredentialsConfig
+from .bodies import ResponseTooLarge, parse_json, read_limited
 
 TARGET = "AWSCognitoIdentityService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -95,12 +96,14 @@ class IdentityPoolClient:
                 self.config.endpoint, data=json.dumps(body), headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout), allow_redirects=False,
             ) as response:  # fmt: skip
-                raw = await response.content.read(MAX_ANSWER + 1)
+                raw = await read_limited(response, MAX_ANSWER)  # the whole body, however it arrives
                 status = response.status
+        except ResponseTooLarge:
+            raw, status = b"", 0
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise IdentityPoolError(Refusal.UNAVAILABLE, "unreachable", type(exc).__name__) from None
         try:
-            answer = json.loads(raw) if len(raw) <= MAX_ANSWER else None
+            answer = parse_json(raw)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):

@@ -3,6 +3,7 @@ local Cognito and a small server that answers what AWS might (throttling, HTML, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -97,3 +98,26 @@ async def test_against_the_local_cognito(idp_factory):
         with pytest.raises(IdentityPoolError) as caught:
             await client.get_id(idp.issuer, "not.a.token")
     assert (caught.value.kind, caught.value.code) == (Refusal.NOT_AUTHORIZED, "NotAuthorizedException")
+
+
+async def test_an_answer_arriving_in_pieces_is_read_whole():
+    """A body split over several packets (as from AWS over TLS) is one answer, not a bad one."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-amz-json-1.1"})
+        await response.prepare(request)
+        await response.write(b'{"IdentityId": "us-east-1:')
+        await asyncio.sleep(0.05)
+        await response.write(b'0f0e0d0c-0b0a-4909-8807-060504030201"}')
+        return response
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner, url = await start_runner(app)
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = IdentityPoolClient(AwsCredentialsConfig(POOL, "us-east-1", url + "/"), lambda: http, timeout=2)
+            identity = await client.get_id("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_P", "id.token.x")
+    finally:
+        await runner.cleanup()
+    assert identity == "us-east-1:0f0e0d0c-0b0a-4909-8807-060504030201"
