@@ -184,6 +184,8 @@ class SignIn:
         if not self.own_origins.request_is_ours(request):
             return self._confirm_sign_out(request)
         state = await self.store.load(request)
+        if state is not None and self.ends.ended(state):
+            state = None  # a copy of a session that has ended already: only this browser's cookie is left to clear
         signed_in = state.signed_in if state is not None else None
         cookies.queue(request, await self.store.clear(request))
         if state is not None:

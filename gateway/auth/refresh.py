@@ -78,20 +78,19 @@ class Refresher:
         self.counts[outcome] += 1
         metrics.REFRESHES.labels(outcome).inc()
 
-    async def refresh(self, signed_in: SignedIn, refresh_token: str, unseen: bool = False) -> RefreshResult:
-        """`refresh_token` is the session's (a session without one cannot be refreshed).
+    def hand_on(self, older: SignedIn, result: RefreshResult) -> None:
+        """Give `result` to requests still carrying `older`'s tokens, until the result's own tokens expire.
 
-        `unseen`: the caller cannot hand the new tokens to the browser (a WebSocket's watch). The
-        result is then kept until the new access token expires, so the browser's next request,
-        still carrying the old cookie, gets these tokens instead of spending a refresh token the
-        provider may have rotated away.
+        For refreshes whose new tokens cannot reach the browser (a WebSocket's watch): its next
+        request, with whichever older cookie it holds, gets them instead of spending a refresh token
+        the provider may have rotated away.
         """
-        if unseen:
-            result = await self.refresh(signed_in, refresh_token)
-            if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
-                kept_for = result.signed_in.access_expires_at - time.time()
-                self._recent.put(token_key(refresh_token, signed_in.access_token), result, time.monotonic() + kept_for)
-            return result
+        if result.signed_in is not None and older.refresh_token:
+            kept_for = result.signed_in.access_expires_at - time.time()
+            self._recent.put(token_key(older.refresh_token, older.access_token), result, time.monotonic() + kept_for)
+
+    async def refresh(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
+        """`refresh_token` is the session's (a session without one cannot be refreshed)."""
         key = token_key(refresh_token, signed_in.access_token)
         recent = self._recent.get(key)
         if recent is not None:

@@ -17,7 +17,7 @@ import time
 from aiohttp import web
 
 from ..errors import SessionError
-from ..session.model import SessionState
+from ..session.model import SessionState, SignedIn
 from .authenticate import Authenticator
 from .refresh import RefreshOutcome
 
@@ -35,6 +35,9 @@ class SessionWatch:
         ends = self.authenticator.ends
         changed = asyncio.Event()
         stop = ends.watch(state, changed.set)
+        # Every generation of tokens the browser may still hold: each is handed the latest refresh.
+        held = [state.signed_in]
+        not_before = 0.0  # no refresh before this: a token that lives less than before_expiry is due at once
         try:
             while True:
                 if ends.ended(state):
@@ -43,13 +46,16 @@ class SessionWatch:
                 lifetime_end = state.started_at + self.max_lifetime
                 if now >= lifetime_end:
                     return "session expired"
-                due = self._due(state)
+                due = max(self._due(state), not_before)
                 if now >= due:
-                    refreshed = await self._refresh(request, state)
+                    refreshed = await self._refresh(request, state, held)
                     if isinstance(refreshed, str):
                         return refreshed
                     if refreshed is not state:
                         state = refreshed
+                        held.append(state.signed_in)
+                        # At the earliest halfway through the new token's life: never a loop of refreshes.
+                        not_before = now + max(RETRY_UNAVAILABLE, (state.signed_in.access_expires_at - now) / 2)
                         continue
                     due = now + RETRY_UNAVAILABLE  # the provider is down: the token is still good, ask again soon
                 try:
@@ -68,16 +74,18 @@ class SessionWatch:
             return signed_in.access_expires_at - self.authenticator.before_expiry
         return signed_in.access_expires_at
 
-    async def _refresh(self, request: web.BaseRequest, state: SessionState) -> SessionState | str:
+    async def _refresh(self, request: web.BaseRequest, state: SessionState, held: list[SignedIn]) -> SessionState | str:
         """The refreshed state; `state` itself to try again later; or why the session is over."""
         signed_in = state.signed_in
         if not signed_in.refresh_token:
             return "session expired"
         authenticator = self.authenticator
-        result = await authenticator.refresher.refresh(signed_in, signed_in.refresh_token, unseen=True)
+        result = await authenticator.refresher.refresh(signed_in, signed_in.refresh_token)
         if result.outcome is RefreshOutcome.INVALID:
             return "session ended"  # not recorded as ended: see Authenticator.session_principal
         if result.outcome is RefreshOutcome.REFRESHED and result.signed_in is not None:
+            for older in held:
+                authenticator.refresher.hand_on(older, result)
             fresh = state.with_tokens(result.signed_in)
             try:
                 # The Redis store keeps the new tokens for the browser; the cookie store's cookies cannot

@@ -202,6 +202,14 @@ def add_sign_in(app: web.Application, parts: SignInParts, readiness: Readiness, 
             return await unreachable(redis_client)
 
         readiness.checks["redis"] = redis_problem
+    shared_ends = parts.shared_ends
+    if shared_ends is not None:
+
+        async def ends_problem() -> str | None:
+            # Until the fleet's ended sessions are known here, a signed-out cookie would still open pages.
+            return None if shared_ends.loaded_once else "not loaded from redis yet"
+
+        readiness.checks["ended_sessions"] = ends_problem
     app.cleanup_ctx.append(parts.lifetime)
 
 

@@ -75,22 +75,26 @@ class EndedSessions:
         await self.end(Ended("u", sub, time.time() if now is None else now))
 
     async def end(self, record: Ended) -> None:
-        """Record here at once, then tell the fleet (a publisher failure is logged by the publisher)."""
-        self.apply(record)
-        if self.publisher is not None:
+        """Record here at once, then tell the fleet (a publisher failure is logged by the publisher).
+
+        A record already known is not told again: replaying a signed-out cookie at sign-out costs
+        nothing beyond this process.
+        """
+        if self.apply(record) and self.publisher is not None:
             await self.publisher.publish(record)
 
-    def apply(self, record: Ended) -> None:
-        """A record made here or learnt from the fleet."""
+    def apply(self, record: Ended) -> bool:
+        """A record made here or learnt from the fleet; False when it changes nothing."""
         if record.at < time.time() - self.max_lifetime:
-            return  # every session it could name has expired
+            return False  # every session it could name has expired
         table = self._sessions if record.kind == "s" else self._users
         if table.get(record.name, -1.0) >= record.at:
-            return  # already known (our own record coming back from pub/sub, or a reload)
+            return False  # already known (our own record coming back from pub/sub, or a reload)
         table[record.name] = record.at
         for notify in list(self._watchers.get(record.name if record.kind == "s" else "u:" + record.name, ())):
             notify()
         self._prune()
+        return True
 
     def watch(self, state: SessionState, notify: Callable[[], None]) -> Callable[[], None]:
         """Call `notify` (once or more) when this session ends; returns the function that stops watching.

@@ -94,13 +94,13 @@ class SessionState:
     started_at: float  # the sign-in: max_lifetime counts from here
     seen_at: float | None  # last activity, for idle_timeout; None when the sealed value is not a number
     # Names the session wherever a copy of it is (cookie, Redis, a WebSocket): what sign-out ends.
-    # Kept through refreshes. Sessions sealed before ids existed get one derived from their first id
-    # token, which every copy of such a session shares.
+    # Kept through refreshes. Sessions sealed before ids existed get one derived from what their id
+    # tokens keep through refreshes (see derived_sid), which every copy of such a session shares.
     sid: str = ""
 
     def __post_init__(self) -> None:
         if not self.sid:
-            object.__setattr__(self, "sid", derived_sid(self.signed_in.id_token))
+            object.__setattr__(self, "sid", derived_sid(self.signed_in))
 
     @classmethod
     def new(cls, signed_in: SignedIn) -> "SessionState":
@@ -141,9 +141,21 @@ SID = "sid"  # the session's id inside the sealed session
 SID_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
-def derived_sid(id_token: str) -> str:
-    """The id of a session sealed before sessions had one: the same for every copy of it."""
-    return base64.urlsafe_b64encode(hashlib.sha256(id_token.encode()).digest()[:16]).rstrip(b"=").decode()
+def derived_sid(signed_in: SignedIn) -> str:
+    """The id of a session sealed before sessions had one: the same for every copy of it, refreshed or not.
+
+    Cognito's id tokens carry `origin_jti` (one per sign-in, kept through refreshes); OIDC's keep
+    `sub` and `auth_time`. Only when neither is there is the id token itself the seed (a copy taken
+    before a refresh then has another id).
+    """
+    claims = signed_in.claims
+    if claims.get("origin_jti"):
+        seed = f"origin_jti\0{claims['origin_jti']}"
+    elif claims.get("sub") and claims.get("auth_time"):
+        seed = f"auth_time\0{claims['sub']}\0{claims['auth_time']}"
+    else:
+        seed = signed_in.id_token
+    return base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest()[:16]).rstrip(b"=").decode()
 
 
 def finite_number(value: object) -> float | None:

@@ -5,7 +5,8 @@ ended) and is published on the channel of the same name. Each instance subscribe
 whole set (so nothing published while it was starting is missed), and from then on applies what it
 hears: a request checks memory only, never Redis. When the subscription drops, the instance
 subscribes and reads the set again; meanwhile it keeps what it knew (the records already applied
-still hold; new ones from elsewhere arrive when Redis is back).
+still hold; new ones from elsewhere arrive when Redis is back), and records it made while Redis was
+unreachable are written as soon as it is back, before the set is read.
 
 One key and one channel: valid unchanged on a Redis Cluster (PUBLISH reaches every node's
 subscribers) and behind Sentinel.
@@ -19,6 +20,8 @@ import math
 import time
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from ..ops import metrics
 from .ends import Ended, EndedSessions
 from .redis_client import REDIS_ERRORS, RedisClient
@@ -26,6 +29,7 @@ from .redis_client import REDIS_ERRORS, RedisClient
 log = logging.getLogger("gateway.session")
 KEY = CHANNEL = "gw:ended"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
+MAX_PENDING = 100_000  # records made while Redis was down, kept to write when it is back
 
 
 class RedisEnds:
@@ -35,14 +39,18 @@ class RedisEnds:
         self.client = client
         self.ends = ends
         self.synced = asyncio.Event()  # set while subscribed and loaded (tests and /readyz-style checks)
+        self.loaded_once = False  # /readyz: not ready before the fleet's records are known here
+        self.pending: list[Ended] = []  # made here while Redis was unreachable
 
     async def publish(self, record: Ended) -> None:
         try:
             await write(self.client, record, self.ends.max_lifetime)
         except REDIS_ERRORS as exc:
-            # Recorded here already; the other instances cannot learn it. Sign-out still clears the cookie.
+            # Recorded here already; the others learn it once Redis is back (written before the reload).
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append(record)
             metrics.SESSION_STORE_ERRORS.inc()
-            log.error("could not share an ended session with the fleet: redis unreachable: %s", exc.__class__.__name__)
+            log.error("could not share an ended session with the fleet yet: redis unreachable: %s", exc.__class__.__name__)
 
     async def follow(self) -> None:
         """Background task: subscribe, load, apply; again after each disconnection."""
@@ -52,22 +60,32 @@ class RedisEnds:
                 await self._follow_once()
             except asyncio.CancelledError:
                 raise
-            except REDIS_ERRORS as exc:
+            except Exception as exc:  # never dies: a follower that stopped would leave this instance deaf
                 self.synced.clear()
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                log.warning("ended-session updates from redis interrupted (%s); resubscribing in %ss", exc.__class__.__name__, delay)
+                expected = isinstance(exc, REDIS_ERRORS)
+                log.warning(
+                    "ended-session updates from redis interrupted (%s); resubscribing in %ss", exc.__class__.__name__, delay,
+                    exc_info=None if expected else exc,
+                )
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
 
     async def _follow_once(self) -> None:
+        if isinstance(self.client, RedisCluster):
+            await self.client.initialize()  # a cluster's pub/sub needs the slot map, which a first command would load
         pubsub: Any = self.client.pubsub()
         try:
             await pubsub.subscribe(CHANNEL)
+            while self.pending:
+                await write(self.client, self.pending[0], self.ends.max_lifetime)
+                self.pending.pop(0)
             for record in await read_all(self.client, self.ends.max_lifetime):
                 self.ends.apply(record)
             self.synced.set()
+            self.loaded_once = True
             task = asyncio.current_task()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)

@@ -3,8 +3,10 @@
 Cookie sessions live in browsers, so without an index nobody could say where a user is signed in,
 nor revoke their refresh tokens at the provider. One Redis hash per user (`gw:user:<hash of sub>`),
 a field per session id, each value sealed with the session secrets (it holds the refresh token); a
-second key maps the username to the sub, so either names the user. Written when a session's tokens
-change (sign-in, refresh), never on a plain request.
+second key maps the Cognito username to the sub, so either names the user. Only `cognito:username`
+is mapped: it is unique in a user pool, where another provider's `preferred_username` is chosen by
+the user (and could be made to name someone else). Written when a session's tokens change (sign-in,
+refresh), never on a plain request.
 """
 
 from __future__ import annotations
@@ -70,14 +72,18 @@ class UserIndex:
         try:
             await self.client.hset(key, entry.sid, sealed)
             await self.client.expire(key, ttl)
-            if entry.username:
-                await self.client.set(username_key(entry.username), entry.sub, ex=ttl)
+            cognito_username = state.signed_in.claims.get("cognito:username")
+            if isinstance(cognito_username, str) and cognito_username:
+                await self.client.set(username_key(cognito_username), entry.sub, ex=ttl)
         except REDIS_ERRORS as exc:
             metrics.SESSION_STORE_ERRORS.inc()
             log.error("could not index the session for `sessions list`: redis unreachable: %s", exc.__class__.__name__)
 
     async def sub_of(self, user: str) -> str:
-        """The sub a username names, or `user` itself (a sub, or a name with no live session)."""
+        """The sub `user` names: itself when sessions are indexed under it as a sub, else the sub its
+        Cognito username maps to, else `user` itself (a sub, or a name with no indexed session)."""
+        if await self.client.exists(user_key(user)):
+            return user
         found = await self.client.get(username_key(user))
         if found is None:
             return user

@@ -99,10 +99,15 @@ class FakeRefresher:
     def __init__(self, result: RefreshResult | None = None) -> None:
         self.result = result or RefreshResult(RefreshOutcome.UNAVAILABLE)
         self.calls: list[tuple[SignedIn, str]] = []
+        self.handed_on: list[SignedIn] = []
 
-    async def refresh(self, signed_in: SignedIn, refresh_token: str, unseen: bool = False) -> RefreshResult:
+    async def refresh(self, signed_in: SignedIn, refresh_token: str) -> RefreshResult:
         self.calls.append((signed_in, refresh_token))
         return self.result
+
+
+    def hand_on(self, older: SignedIn, result: RefreshResult) -> None:
+        self.handed_on.append(older)
 
 
 class FakeBearer:

@@ -429,8 +429,12 @@ async def test_a_result_the_browser_cannot_see_is_kept_until_its_tokens_expire(m
 
     rig = make(answer)
     old = session()
-    first = await rig.refresher.refresh(old, REFRESH_TOKEN, unseen=True)
-    assert first.outcome is RefreshOutcome.REFRESHED
+    first = await rig.refresher.refresh(old, REFRESH_TOKEN)
+    assert first.outcome is RefreshOutcome.REFRESHED and first.signed_in is not None
+    rig.refresher.hand_on(old, first)
     rig.clock.advance(RECENT_TTL * 30)  # half an hour on, the browser's next request with its old cookie
     assert await rig.refresher.refresh(old, REFRESH_TOKEN) is first
-    assert rig.calls == 1
+    second = await rig.refresher.refresh(first.signed_in, REFRESH_TOKEN)  # the socket's next refresh
+    rig.refresher.hand_on(old, second)  # handed on to every generation the browser may hold
+    assert await rig.refresher.refresh(old, REFRESH_TOKEN) is second
+    assert rig.calls == 2

@@ -66,6 +66,7 @@ async def test_a_due_token_is_refreshed_and_saved_then_watched_again() -> None:
     await asyncio.sleep(0.05)
     assert not over.done() and len(refresher.calls) == 1
     assert store.saved and store.saved[-1].signed_in is fresh and store.saved[-1].sid == state.sid
+    assert refresher.handed_on == [state.signed_in]  # the browser's cookie gets the new tokens later
     await ends.end_session(state)  # the refreshed session is the same session
     assert await asyncio.wait_for(over, 1) == "session ended"
 
@@ -102,3 +103,14 @@ async def test_watching_stops_when_the_socket_closes() -> None:
     over.cancel()
     await asyncio.gather(over, return_exceptions=True)
     assert ends._watchers == {}
+
+
+async def test_tokens_shorter_than_before_expiry_are_not_refreshed_in_a_loop() -> None:
+    """A provider issuing 30 s tokens with before_expiry 60 s: each new token is due at once."""
+    state = session(signed_in(expires_in=30))
+    refresher = FakeRefresher(RefreshResult(RefreshOutcome.REFRESHED, signed_in(expires_in=30, generation=1)))
+    watcher, _, _ = watch(state, refresher)
+    over = asyncio.ensure_future(watcher.over(request(), state))
+    await asyncio.sleep(0.3)
+    assert not over.done() and len(refresher.calls) == 1  # the next one halfway through the new token's life
+    over.cancel()

@@ -93,3 +93,20 @@ def test_records_parse_back() -> None:
     assert Ended.parse("s:abc", 1.0) == Ended("s", "abc", 1.0)
     assert Ended.parse("u:sub-1", 2.0) == Ended("u", "sub-1", 2.0)
     assert Ended.parse("x:abc", 1.0) is None and Ended.parse("s:", 1.0) is None and Ended.parse("garbage", 1.0) is None
+
+
+async def test_a_record_already_known_is_not_published_again() -> None:
+    """Replaying a signed-out cookie at /oauth2/sign_out must not flood the fleet (or a log)."""
+    published: list[Ended] = []
+
+    class Publisher:
+        async def publish(self, record: Ended) -> None:
+            published.append(record)
+
+    ends = EndedSessions(LIFETIME)
+    ends.publisher = Publisher()
+    session = state()
+    await ends.end_session(session)
+    for _ in range(3):
+        await ends.end_session(session, now=time.time() - 1)
+    assert len(published) == 1

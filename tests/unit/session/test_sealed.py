@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -71,3 +72,18 @@ def test_the_sign_in_time_keeps_its_milliseconds() -> None:
     original = state(started=time.time() - 0.5)
     opened = sessions.open(sessions.seal(original, "ctx"), "ctx")
     assert opened is not None and abs(opened.started_at - original.started_at) < 0.002
+
+
+def test_a_legacy_sessions_id_survives_a_refresh_of_its_tokens() -> None:
+    """Copies taken before and after a refresh of a session sealed without an id are one session."""
+
+    def token(**claims: object) -> str:
+        return "e30." + base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=") + ".x"
+
+    now = time.time()
+    before = SessionState(SignedIn(token(sub="u", origin_jti="o-1", jti="a"), "at", "rt", now + 60, now), now, now)
+    after = SessionState(SignedIn(token(sub="u", origin_jti="o-1", jti="b"), "at2", "rt", now + 60, now), now, now)
+    assert before.sid == after.sid
+    oidc_before = SessionState(SignedIn(token(sub="u", auth_time=5, jti="a"), "at", "rt", now + 60, now), now, now)
+    oidc_after = SessionState(SignedIn(token(sub="u", auth_time=5, jti="b"), "at", "rt", now + 60, now), now, now)
+    assert oidc_before.sid == oidc_after.sid != before.sid

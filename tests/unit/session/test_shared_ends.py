@@ -105,3 +105,39 @@ async def test_redis_down_keeps_the_local_record(caplog: pytest.LogCaptureFixtur
     assert ends.ended(session)
     assert "could not share an ended session" in caplog.text
     await client.aclose()
+
+
+async def test_records_made_while_redis_was_down_reach_the_fleet_when_it_is_back(redis_server: RedisServer, instances: list[Instance]) -> None:
+    first, second = instances
+    await redis_server.client.config_set("requirepass", "paused")  # the instances' commands now fail, as if Redis were down
+    try:
+        await redis_server.client.client_kill_filter(_type="normal", skipme=True)
+        await redis_server.client.client_kill_filter(_type="pubsub")
+        session = state()
+        await first.ends.end_session(session)
+        assert first.ends.ended(session) and first.shared.pending
+    finally:
+        await redis_server.client.config_set("requirepass", "")
+    await eventually(lambda: second.ends.ended(session), within=8.0)
+    assert first.shared.pending == []
+
+
+async def test_on_a_redis_cluster_too(redis_cluster) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    instances = []
+    for _ in range(2):
+        ends = EndedSessions(LIFETIME)
+        client = RedisCluster.from_url(redis_cluster.url)
+        shared = ends.publisher = RedisEnds(client, ends)
+        instances.append((ends, shared, client, asyncio.create_task(shared.follow())))
+    try:
+        await asyncio.gather(*(asyncio.wait_for(shared.synced.wait(), 5) for _, shared, _, _ in instances))
+        session = state()
+        await instances[0][0].end_session(session)
+        await eventually(lambda: instances[1][0].ended(session))
+    finally:
+        for _, _, client, task in instances:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.aclose()

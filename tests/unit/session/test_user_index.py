@@ -68,3 +68,18 @@ async def test_redis_down_is_logged_not_raised_when_recording(caplog: object) ->
     client = redis.from_url("redis://127.0.0.1:1/0")
     await UserIndex(client, BOX, 3600).record(state())
     await client.aclose()
+
+
+async def test_a_name_chosen_by_another_user_cannot_redirect_a_revocation(redis_server: RedisServer) -> None:
+    """OIDC's preferred_username is the user's choice: only Cognito's username (unique in the pool) names a user."""
+    client = redis.from_url(redis_server.url)
+    index = UserIndex(client, BOX, 3600)
+    await index.record(state(sub="alice-sub", username="alice"))
+    now = time.time()
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": "mallory-sub", "preferred_username": "alice"}).encode()).decode().rstrip("=")
+    mallory = SessionState(SignedIn(f"e30.{payload}.x", "at", "rt", now + 3600, now), now, now, secrets.token_urlsafe(16))
+    await index.record(mallory)
+    assert await index.sub_of("alice") == "alice-sub"
+    await index.record(state(sub="x", username="alice-sub"))  # a Cognito username equal to someone's sub
+    assert await index.sub_of("alice-sub") == "alice-sub"  # indexed as a sub: taken as one
+    await client.aclose()

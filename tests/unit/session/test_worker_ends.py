@@ -64,3 +64,15 @@ async def test_an_exited_worker_is_skipped_and_garbage_ignored(tmp_path: Path) -
     alive.stop()
     later.stop()
     assert sorted(p.name for p in tmp_path.glob("*.sock")) == ["gone.sock"]
+
+
+async def test_a_worker_that_missed_its_poke_reads_the_record_within_a_second(tmp_path: Path) -> None:
+    sender, deaf = worker(tmp_path, "sender"), worker(tmp_path, "deaf")
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(deaf.socket.fileno())  # type: ignore[union-attr]  # as if every poke were lost
+    session = state()
+    await sender.ends.end_session(session)
+    await eventually(lambda: deaf.ends.ended(session), within=2.0)
+    loop.add_reader(deaf.socket.fileno(), deaf._poked)  # type: ignore[union-attr]
+    sender.stop()
+    deaf.stop()
