@@ -40,19 +40,22 @@ class WorkerEnds:
         """Bind, read the log, listen (in the worker's event loop). Bound first: see publish()."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        if os.path.exists(self.address):
-            os.unlink(self.address)  # a previous worker with the same pid
-        sock.bind(self.address)
         self.socket = sock
-        loop = asyncio.get_running_loop()
-        loop.add_reader(sock.fileno(), self._poked)
+        try:
+            if os.path.exists(self.address):
+                os.unlink(self.address)  # a previous worker with the same pid
+            sock.bind(self.address)
+        except OSError as exc:  # e.g. a TMPDIR so deep the path is too long for a socket: the log still serves
+            log.warning("workers will learn ended sessions within %ss instead of at once: %s", CATCH_UP_EVERY, exc)
+        else:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._poked)
         self._catch_up()
 
     def stop(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
         if self.socket is not None:
-            asyncio.get_running_loop().remove_reader(self.socket.fileno())
+            asyncio.get_running_loop().remove_reader(self.socket.fileno())  # False when it never listened
             self.socket.close()
             self.socket = None
             try:

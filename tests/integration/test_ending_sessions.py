@@ -201,3 +201,20 @@ async def test_with_workers_and_no_redis_sign_out_reaches_every_worker(idp_facto
         assert await statuses() == {200}
         await sign_out(browser.session, url)
         assert await statuses() == {401}, "no worker accepts the copy after sign-out"
+
+
+async def test_with_rotating_refresh_tokens_a_long_socket_leaves_the_browsers_cookie_usable(make_stack, browser):
+    """The socket refreshes where no cookie can be set; the browser's old cookie is handed its result."""
+    stack = await make_stack(idp={**SHORT, "refresh_token_rotation": True}, refresh=REFRESH_AT_EXPIRY)
+    await browser.sign_in(stack.gateway + "/")
+    cookies = gateway_cookies(browser.cookies())
+    async with aiohttp.ClientSession() as http:
+        ws = await open_socket(http, stack.gateway, cookies)
+        deadline = time.monotonic() + 15
+        while (await stack.idp.admin("GET", "stats"))["token_requests"].get("refresh_token", 0) < 2:  # two rotations
+            assert time.monotonic() < deadline, "the socket did not refresh twice"
+            await asyncio.sleep(0.2)
+        await ws.send_str("alive")
+        assert (await ws.receive(timeout=5)).data == "alive"
+        assert await status_with(stack.gateway, cookies) == 200, "the cookie from before both rotations still works"
+        await ws.close()

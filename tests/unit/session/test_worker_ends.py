@@ -76,3 +76,14 @@ async def test_a_worker_that_missed_its_poke_reads_the_record_within_a_second(tm
     loop.add_reader(deaf.socket.fileno(), deaf._poked)  # type: ignore[union-attr]
     sender.stop()
     deaf.stop()
+
+
+async def test_a_socket_path_too_long_falls_back_to_reading_the_log(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    sender, deep_worker = worker(deep, "sender"), worker(deep, "deep")  # neither could bind: the path is over 108 bytes
+    session = state()
+    await sender.ends.end_session(session)
+    await eventually(lambda: deep_worker.ends.ended(session), within=2.0)
+    sender.stop()
+    deep_worker.stop()
