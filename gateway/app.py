@@ -6,6 +6,7 @@ verdict's headers -> stream (HTTP or WebSocket). The proxy knows nothing of iden
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import AsyncIterator
@@ -153,7 +154,8 @@ class ProxyPath:
             return error_response(request, 429, "too_many_websockets", f"At most {self.slots.per_key} WebSockets may be open per session.")
         # A socket opened with a session lives as long as the session (one opened with a Bearer token is not watched).
         state = request.get(SESSION)
-        over = self.session_watch.over(request, state) if self.session_watch is not None and state is not None else None
+        watch = self.session_watch
+        over = functools.partial(watch.over, request, state) if watch is not None and state is not None else None
         metrics.WEBSOCKETS_OPEN.inc()
         try:
             return await bridge(

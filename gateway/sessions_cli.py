@@ -12,8 +12,9 @@ and the fleet's ended-session records (session/shared_ends.py) live there.
   at a time, each within `provider.timeout`) and removes the entries it is done with. An entry
   whose token the provider did not revoke stays in the index, so running the command again retries.
 
-A name is looked up as a username first (the index maps usernames to subs for sessions signed in
-while Redis was configured), else taken as a sub: the gateway ends sessions by sub.
+A name is taken as a sub when sessions are indexed under it, else looked up as a Cognito username
+(the index maps them to subs for sessions signed in while Redis was configured), else taken as a
+sub: the gateway ends sessions by sub.
 
 Exit codes: 0 done; 1 the config, Redis or the provider's config failed (for `revoke`: nothing was
 ended when Redis failed); 2 no Redis configured (nothing to read or write) or a usage error; 3 (`revoke` only) the

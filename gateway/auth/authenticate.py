@@ -111,7 +111,7 @@ class Authenticator:
         state = await self.store.load(request)  # SessionError: the store is down, a 503
         if state is None:
             return None
-        if self.ends.ended(state):  # signed out (anywhere), revoked, or its refresh refused: every copy is done
+        if self.ends.ended(state):  # signed out (anywhere) or revoked: every copy is done
             cookies.queue(request, await self.store.clear(request))
             return None
         now = time.time()

@@ -27,8 +27,7 @@ from ..oidc.identity_pool import AwsCredentials, IdentityPoolClient, IdentityPoo
 from ..responses import PAGE_HEADERS, error_response
 from ..session.model import unverified_payload
 from ..ttl_cache import TtlCache
-from .authenticate import Authenticator
-from .principal import Principal
+from .authenticate import SESSION, Authenticator
 from .same_origin import OwnOrigins, origin_of
 
 log = logging.getLogger("gateway.aws_credentials")
@@ -78,28 +77,15 @@ class AwsCredentialsEndpoint:
     async def handle(self, request: web.Request) -> web.Response:
         if from_another_site(request, self.own_origins):
             return error_response(request, 403, "cross_site", "AWS credentials are given to this site's own pages only.", json_only=True)
-        principal = await self.authenticator.session_principal(request)  # idle timeout, lifetime and refresh applied
-        id_token = await self._id_token(request, principal) if principal is not None else None
-        if id_token is None:
+        principal = await self.authenticator.session_principal(request)  # ended, idle, lifetime and refresh applied
+        session = request.get(SESSION) if principal is not None else None  # as refreshed on this request, if it was
+        if session is None:
             return error_response(request, 401, "unauthenticated", "Sign-in required.", headers=_CHALLENGE, json_only=True)
         try:
-            credentials = await self.credentials(id_token)
+            credentials = await self.credentials(session.signed_in.id_token)
         except IdentityPoolError as exc:
             return self._refused(request, exc)
         return web.json_response(credentials.to_json(), headers=_ANSWER_HEADERS)
-
-    async def _id_token(self, request: web.Request, principal: Principal) -> str | None:
-        """The id token of the session `principal` came from, refreshed on this request or not."""
-        state = await self.authenticator.store.load(request)
-        if state is None:
-            return None
-        signed_in = state.signed_in
-        if signed_in.access_token != principal.access_token and signed_in.refresh_token:
-            # Refreshed just now: the cookie still holds the old tokens, and the refresher keeps its
-            # result for requests carrying them, so asking again costs no provider call.
-            result = await self.authenticator.refresher.refresh(signed_in, signed_in.refresh_token)
-            signed_in = result.signed_in or signed_in
-        return signed_in.id_token if signed_in.access_token == principal.access_token else None
 
     async def credentials(self, id_token: str) -> AwsCredentials:
         """Cached, or fetched once however many requests of the session ask at the same time."""

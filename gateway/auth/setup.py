@@ -75,9 +75,8 @@ class SignInParts:
     authenticator: Authenticator
     forward_auth: ForwardAuth
     signer: GatewaySigner | None
-    ends: EndedSessions
-    shared_ends: "RedisEnds | None"  # with Redis: the fleet's
-    worker_ends: WorkerEnds | None  # with --workers N and no Redis: this gateway's workers'
+    shared_ends: "RedisEnds | None"  # with Redis: the fleet's ended sessions
+    worker_ends: WorkerEnds | None  # with --workers N and no Redis: this gateway's workers' ended sessions
     aws_credentials: AwsCredentialsEndpoint | None = None  # GET /oauth2/aws-credentials, with `aws_credentials`
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
@@ -93,6 +92,7 @@ class SignInParts:
             loader.cancel()
             if follower is not None:
                 follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)  # its subscription closed before the client
         if self.redis_client is not None:
             await self.redis_client.aclose()
 
@@ -159,7 +159,6 @@ def _sign_in_parts(
         authenticator=authenticator,
         forward_auth=ForwardAuth(gate, sign_in.public_url, config.trusted_proxies),
         signer=signer,
-        ends=ends,
         shared_ends=shared_ends,
         worker_ends=worker_ends,
         aws_credentials=AwsCredentialsEndpoint(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from enum import Enum
-from typing import Coroutine
+from typing import Awaitable, Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -83,11 +83,11 @@ async def bridge(
     session: aiohttp.ClientSession,
     open_pairs: set[Pair],
     max_message: int,
-    session_over: Coroutine[None, None, str] | None = None,
+    session_over: Callable[[], Awaitable[str]] | None = None,
 ) -> web.StreamResponse:
     """Open the upstream WebSocket first, so its refusal can be reported as an HTTP error.
 
-    `session_over` returns (a reason) once the session the socket was opened with is over: both
+    `session_over()` returns (a reason) once the session the socket was opened with is over: both
     sides are then closed with 1008, as a socket may not outlive the sign-in that opened it.
     """
     for name in _HANDSHAKE:
@@ -106,14 +106,11 @@ async def bridge(
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
             )
     except aiohttp.WSServerHandshakeError as exc:
-        _discard(session_over)
         status = exc.status if 400 <= exc.status < 500 else 502
         return error_response(request, status, "upstream_refused_websocket", "The application refused the WebSocket.")
     except asyncio.TimeoutError:
-        _discard(session_over)
         return error_response(request, 504, "upstream_timeout", "The application did not answer in time.")
     except (aiohttp.ClientError, OSError):
-        _discard(session_over)
         return error_response(request, 502, "upstream_unreachable", "The application could not be reached.")
 
     client = web.WebSocketResponse(
@@ -124,7 +121,7 @@ async def bridge(
     )
     pair = (client, upstream)
     open_pairs.add(pair)
-    watch = asyncio.ensure_future(session_over) if session_over is not None else None
+    watch = asyncio.ensure_future(session_over()) if session_over is not None else None
     try:
         await client.prepare(request)
         # Each relay ends by itself once either side closes (see _relay), so plain gather is enough.
@@ -152,11 +149,6 @@ def _over(watch: asyncio.Future[str]) -> tuple[int, bytes]:
         log.error("WebSocket session check failed", exc_info=error)
         return aiohttp.WSCloseCode.INTERNAL_ERROR, b"session check failed"
     return aiohttp.WSCloseCode.POLICY_VIOLATION, watch.result().encode()[:123]  # a close reason: at most 123 bytes
-
-
-def _discard(session_over: Coroutine[None, None, str] | None) -> None:
-    if session_over is not None:
-        session_over.close()  # never started: no "coroutine was never awaited" warning
 
 
 async def _relay(
