@@ -34,6 +34,7 @@ log = logging.getLogger("gateway.aws_credentials")
 
 MARGIN = 300.0  # seconds before Expiration that cached credentials stop being handed out
 IDENTITY_TTL = 86400.0  # an identity id never changes for a user; re-asked daily in case the pool was replaced
+REFUSAL_TTL = 30.0  # a refused user asking again is answered from memory: the pool's quota is the account's
 _ANSWER_HEADERS = {**PAGE_HEADERS, "Pragma": "no-cache", "Cross-Origin-Resource-Policy": "same-origin", "Vary": "Cookie"}
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gateway"'}
 
@@ -71,6 +72,7 @@ class AwsCredentialsEndpoint:
         self.own_origins = own_origins
         self.clock = clock
         self._credentials: TtlCache[AwsCredentials] = TtlCache(clock=clock)
+        self._refusals: TtlCache[IdentityPoolError] = TtlCache(clock=clock)
         self._identities: TtlCache[str] = TtlCache(clock=clock)
         self._inflight: dict[bytes, asyncio.Task[AwsCredentials]] = {}
 
@@ -93,6 +95,9 @@ class AwsCredentialsEndpoint:
         cached = self._credentials.get(key)
         if cached is not None:
             return cached
+        refused = self._refusals.get(key)
+        if refused is not None:
+            raise refused.with_traceback(None)  # one object raised again and again: no traceback piling up on it
         claims = unverified_payload(id_token)  # verified at sign-in, sealed in the session since
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= self.clock():
@@ -111,15 +116,17 @@ class AwsCredentialsEndpoint:
 
     async def _fetch(self, key: bytes, issuer: str, sub: str, id_token: str) -> AwsCredentials:
         identity_key = _key(issuer, sub)
-        identity_id = self._identities.get(identity_key)
-        if identity_id is None:
-            identity_id = await self.client.get_id(issuer, id_token)
-            self._identities.put(identity_key, identity_id, self.clock() + IDENTITY_TTL)
         try:
+            identity_id = self._identities.get(identity_key)
+            if identity_id is None:
+                identity_id = await self.client.get_id(issuer, id_token)
+                self._identities.put(identity_key, identity_id, self.clock() + IDENTITY_TTL)
             credentials = await self.client.get_credentials(identity_id, issuer, id_token)
         except IdentityPoolError as exc:
             if exc.kind is not Refusal.UNAVAILABLE:
                 self._identities.discard(identity_key)  # perhaps no longer this user's: ask GetId next time
+            if exc.kind is Refusal.NOT_AUTHORIZED:
+                self._refusals.put(key, exc, self.clock() + REFUSAL_TTL)
             raise
         self._credentials.put(key, credentials, fresh_until(credentials.expiration, self.clock()))
         return credentials

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.auth.aws_credentials import MARGIN, AwsCredentialsEndpoint, fresh_until, from_another_site
+from gateway.auth.aws_credentials import MARGIN, REFUSAL_TTL, AwsCredentialsEndpoint, fresh_until, from_another_site
 from gateway.auth.same_origin import OwnOrigins
 from gateway.oidc.identity_pool import AwsCredentials, IdentityPoolError, Refusal
 
@@ -89,14 +89,17 @@ async def test_one_fetch_for_concurrent_requests_then_cached_until_the_margin():
     assert pool.calls == ["GetId", "GetCredentialsForIdentity", "GetCredentialsForIdentity"]  # the identity id is kept
 
 
-async def test_refusals_are_not_cached_and_forget_the_identity_id():
+async def test_refusals_are_kept_briefly_and_forget_the_identity_id():
     now = [1_000.0]
     pool = FakePool(3600, now)
     credentials = endpoint(pool, now)
     pool.refuse = IdentityPoolError(Refusal.NOT_AUTHORIZED, "NotAuthorizedException")
-    with pytest.raises(IdentityPoolError):
-        await credentials.credentials(id_token("alice", 5_000))
+    for _ in range(3):  # a refused user reloading the page costs the account's quota nothing more
+        with pytest.raises(IdentityPoolError):
+            await credentials.credentials(id_token("alice", 5_000))
+    assert pool.calls == ["GetId", "GetCredentialsForIdentity"]
     pool.refuse = None
+    now[0] += REFUSAL_TTL
     await credentials.credentials(id_token("alice", 5_000))
     assert pool.calls == ["GetId", "GetCredentialsForIdentity", "GetId", "GetCredentialsForIdentity"]
 
