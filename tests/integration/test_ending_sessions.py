@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
 from tests.fixtures.servers import free_port
+from tests.integration.test_fleet import gateway_config as fleet_config
 from tests.fixtures.stack import SESSION_SECRET, cookie_header, gateway_clients, session_in
 
 JSON = {"Accept": "application/json"}
@@ -136,16 +136,6 @@ async def test_a_socket_opened_without_a_session_is_not_watched(make_stack):
 
 
 # --- a fleet sharing Redis ---------------------------------------------------------------------------
-
-
-def fleet_config(url: str, port: int, idp: Any, upstream: str, session: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "listen": f"127.0.0.1:{port}",
-        "public_url": url,
-        "upstreams": [{"path": "/", "url": upstream}],
-        "provider": {"issuer": idp.issuer, "client_id": "gw-public"},
-        "session": {"secrets": [SESSION_SECRET], **session},
-    }
 
 
 @pytest.mark.parametrize("store", ["redis", "cookie"])

@@ -76,7 +76,8 @@ async def test_watchers_hear_of_their_user_being_revoked() -> None:
     assert calls == ["u7"] and ends.ended(watched)
 
 
-async def test_records_go_to_the_publisher() -> None:
+def publishing() -> tuple[EndedSessions, list[Ended]]:
+    """Ended sessions whose publisher writes down what it is given."""
     published: list[Ended] = []
 
     class Publisher:
@@ -85,6 +86,11 @@ async def test_records_go_to_the_publisher() -> None:
 
     ends = EndedSessions(LIFETIME)
     ends.publisher = Publisher()
+    return ends, published
+
+
+async def test_records_go_to_the_publisher() -> None:
+    ends, published = publishing()
     await ends.end_user("u1", now=123.0 + time.time())
     assert [(r.kind, r.name) for r in published] == [("u", "u1")]
 
@@ -97,14 +103,7 @@ def test_records_parse_back() -> None:
 
 async def test_a_record_already_known_is_not_published_again() -> None:
     """Replaying a signed-out cookie at /oauth2/sign_out must not flood the fleet (or a log)."""
-    published: list[Ended] = []
-
-    class Publisher:
-        async def publish(self, record: Ended) -> None:
-            published.append(record)
-
-    ends = EndedSessions(LIFETIME)
-    ends.publisher = Publisher()
+    ends, published = publishing()
     session = state()
     await ends.end_session(session)
     for _ in range(3):
