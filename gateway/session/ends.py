@@ -13,6 +13,7 @@ holds them all in memory, and learns new ones from Redis pub/sub.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -39,6 +40,21 @@ class Ended:
     def parse(cls, member: str, at: float) -> "Ended | None":
         kind, _, name = member.partition(":")
         return cls(kind, name, at) if kind in ("s", "u") and name else None
+
+    def message(self) -> str:
+        """How a record travels between processes (pub/sub, the workers' log): `<time> <member>`."""
+        return f"{self.at!r} {self.member}"
+
+    @classmethod
+    def from_message(cls, data: bytes | str) -> "Ended | None":
+        """A record from `message()`'s form; None for anything else (garbage, NaN, infinities)."""
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+        at, _, member = text.strip().partition(" ")
+        try:
+            when = float(at)
+        except ValueError:
+            return None
+        return cls.parse(member, when) if math.isfinite(when) else None
 
 
 class Publisher(Protocol):

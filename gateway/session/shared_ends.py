@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
@@ -95,7 +94,8 @@ class RedisEnds:
                 if message is None:
                     await pubsub.ping()  # a silent channel and a dead connection look alike: ask
                     continue
-                heard = _decode(message.get("data"))
+                data = message.get("data")
+                heard = Ended.from_message(data) if isinstance(data, (bytes, str)) else None
                 if heard is not None:
                     self.ends.apply(heard)
         finally:
@@ -108,7 +108,7 @@ async def write(client: RedisClient, record: Ended, max_lifetime: float) -> None
     await client.zadd(KEY, {record.member: record.at})
     # Whole set lives as long as its newest record is of use; older members are swept now and then.
     await client.expire(KEY, int(max_lifetime) + 60)
-    await client.publish(CHANNEL, f"{record.at!r} {record.member}")
+    await client.publish(CHANNEL, record.message())
     if int(record.at) % 16 == 0:
         await client.zremrangebyscore(KEY, "-inf", time.time() - max_lifetime)
 
@@ -121,13 +121,3 @@ async def read_all(client: RedisClient, max_lifetime: float) -> list[Ended]:
         if record is not None:
             records.append(record)
     return records
-
-
-def _decode(data: Any) -> Ended | None:
-    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-    at, _, member = text.partition(" ")
-    try:
-        when = float(at)
-    except ValueError:
-        return None
-    return Ended.parse(member, when) if math.isfinite(when) else None

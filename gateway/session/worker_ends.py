@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 from pathlib import Path
@@ -65,7 +64,7 @@ class WorkerEnds:
 
     async def publish(self, record: Ended) -> None:
         """Append, then poke the others: a worker that started meanwhile either finds the line or is poked."""
-        line = f"{record.at!r} {record.member}\n".encode()
+        line = (record.message() + "\n").encode()
         try:
             # One write() of a short line to an O_APPEND file: never interleaved with another worker's.
             descriptor = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -105,15 +104,7 @@ class WorkerEnds:
         complete = appended[: appended.rfind(b"\n") + 1]  # a line being written is read next time
         self.offset += len(complete)
         for line in complete.splitlines():
-            self._apply(line)
+            record = Ended.from_message(line)
+            if record is not None:
+                self.ends.apply(record)
         self.timer = asyncio.get_running_loop().call_later(CATCH_UP_EVERY, self._catch_up)
-
-    def _apply(self, line: bytes) -> None:
-        at, _, member = line.decode(errors="replace").strip().partition(" ")
-        try:
-            when = float(at)
-        except ValueError:
-            return
-        record = Ended.parse(member, when) if math.isfinite(when) else None
-        if record is not None:
-            self.ends.apply(record)

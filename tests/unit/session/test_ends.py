@@ -109,3 +109,11 @@ async def test_a_record_already_known_is_not_published_again() -> None:
     for _ in range(3):
         await ends.end_session(session, now=time.time() - 1)
     assert len(published) == 1
+
+
+def test_records_travel_as_messages_and_garbage_does_not() -> None:
+    record = Ended("u", "sub-1", 1700000000.125)
+    assert Ended.from_message(record.message()) == record
+    assert Ended.from_message(record.message().encode() + b"\n") == record
+    for junk in (b"", b"nan s:x", b"inf u:y", b"1 q:z", b"not-a-number s:x", b"1", b"\xff\xfe s:x"):
+        assert Ended.from_message(junk) is None
