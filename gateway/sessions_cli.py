@@ -37,7 +37,6 @@ from .doctor_answers import without_password
 from .errors import ProviderError
 from .oidc.provider import Provider
 from .session import shared_ends
-from .session.crypto import SecretBox
 from .session.ends import Ended
 from .session.redis_client import REDIS_ERRORS, RedisClient, connect
 from .session.user_index import IndexedSession, UserIndex, user_key
@@ -145,7 +144,7 @@ async def ended_at(client: RedisClient, members: list[str]) -> dict[str, float]:
 
 
 async def list_sessions(config: Config, client: RedisClient, user: str) -> list[str]:
-    index = UserIndex(client, SecretBox(config.session.secrets, "index"), config.session.max_lifetime)
+    index = UserIndex.of(client, config.session)
     sub = await index.sub_of(user)
     entries = await index.sessions(sub)
     recorded = await ended_at(client, ["u:" + sub, *("s:" + entry.sid for entry in entries)])
@@ -209,7 +208,7 @@ class _Reasons(logging.Handler):
 
 
 async def revoke_sessions(config: Config, client: RedisClient, user: str) -> tuple[list[str], int]:
-    index = UserIndex(client, SecretBox(config.session.secrets, "index"), config.session.max_lifetime)
+    index = UserIndex.of(client, config.session)
     sub = await index.sub_of(user)
     # First the end, for every instance and every session of the sub begun until now (indexed or not).
     # Redis failing here: nothing was done, the caller says so.

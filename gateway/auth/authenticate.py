@@ -134,9 +134,7 @@ class Authenticator:
                 # anyway, by the provider or by the refresher's memory of this answer.
                 return None
         if updated is not state:
-            await self._save(request, updated)
-            if self.index is not None and updated.signed_in is not state.signed_in:
-                await self.index.record(updated)
+            await self.save(request, state, updated)
         if updated.signed_in.expires_within(0):  # expired, and the provider could not refresh it just now
             return None
         request[SESSION] = updated
@@ -148,11 +146,18 @@ class Authenticator:
                 self._principals[updated] = principal
         return principal
 
-    async def _save(self, request: web.BaseRequest, state: SessionState) -> None:
+    async def save(self, request: web.BaseRequest, old: SessionState, new: SessionState) -> None:
+        """Store a session this request changed (touched or refreshed); a refresh goes into the user index too.
+
+        On a WebSocket's request the queued cookies never reach the browser: the Redis store's write
+        does, the cookie store's next request picks the result up from the refresher.
+        """
         try:
-            cookies.queue(request, await self.store.save(request, state))
+            cookies.queue(request, await self.store.save(request, new))
         except SessionError as exc:  # serve this request with the new tokens; the next one retries
             log.error("could not save the refreshed session: %s", exc)
+        if self.index is not None and new.signed_in is not old.signed_in:
+            await self.index.record(new)
 
     async def _principal(
         self, claims: dict[str, Any], access_token: str, expires_at: float, from_bearer: bool = False

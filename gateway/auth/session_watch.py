@@ -11,17 +11,14 @@ long as the session could be refreshed.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from aiohttp import web
 
-from ..errors import SessionError
 from ..session.model import SessionState, SignedIn
 from .authenticate import Authenticator
 from .refresh import RefreshOutcome
 
-log = logging.getLogger("gateway.auth")
 RETRY_UNAVAILABLE = 5.0  # seconds between refresh attempts while the provider cannot be reached
 
 
@@ -87,14 +84,7 @@ class SessionWatch:
             for older in held:
                 authenticator.refresher.hand_on(older, result)
             fresh = state.with_tokens(result.signed_in)
-            try:
-                # The Redis store keeps the new tokens for the browser; the cookie store's cookies cannot
-                # reach it over an open socket (its next request picks the result up from the refresher).
-                await authenticator.store.save(request, fresh)
-            except SessionError as exc:
-                log.error("could not save a WebSocket's refreshed session: %s", exc)
-            if authenticator.index is not None:
-                await authenticator.index.record(fresh)
+            await authenticator.save(request, state, fresh)
             return fresh
         if signed_in.expires_within(0):
             return "session expired"  # as for HTTP: an expired token the provider cannot refresh now is no session

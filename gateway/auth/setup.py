@@ -131,7 +131,7 @@ def _sign_in_parts(
         from .shared_refresh import RedisSharedRefresh
 
         shared_ends = ends.publisher = RedisEnds(redis_client, ends)
-        index = UserIndex(redis_client, SecretBox(config.session.secrets, "index"), config.session.max_lifetime)
+        index = UserIndex.of(redis_client, config.session)
 
         # Others wait as long as one refresh may take (token call, then perhaps a JWKS fetch for a
         # new kid), plus a margin for the lock round trips.

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..config import SessionConfig
 from ..ops import metrics
 from .crypto import SecretBox
 from .model import SessionState, username_of
@@ -58,6 +59,11 @@ class UserIndex:
         self.client = client
         self.box = box
         self.max_lifetime = max_lifetime
+
+    @classmethod
+    def of(cls, client: RedisClient, session: SessionConfig) -> "UserIndex":
+        """The index as the gateway and `sessions` both read it: sealed with the session secrets."""
+        return cls(client, SecretBox(session.secrets, "index"), session.max_lifetime)
 
     async def record(self, state: SessionState) -> None:
         """Best effort: a session missing from the index still ends by its user (sessions revoke)."""
