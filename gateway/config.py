@@ -31,8 +31,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)_[0-9A-Za-z]+$")
-_IDENTITY_POOL_ID = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d"
+_POOL_ID = re.compile(rf"^({_REGION})_[0-9A-Za-z]+$")
+_IDENTITY_POOL_ID = re.compile(rf"^({_REGION}):[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$")
 # The ALB ARNs AWS's AlbJwtVerifier accepts; apps that pin their ALB's ARN check `signer` against one.
 ALB_ARN_PATTERN = re.compile(r"^arn:(?:aws|aws-cn|aws-us-gov):elasticloadbalancing:([a-z]{2}-(?:gov-)?[a-z]+-\d):.+$")
 
@@ -716,7 +717,7 @@ def _aws_credentials(s: _Section) -> AwsCredentialsConfig:
 
 def _region(value: Any) -> str:
     text = _string(value)
-    if not re.fullmatch(r"[a-z]{2}(?:-[a-z]+)+-\d", text):
+    if not re.fullmatch(_REGION, text):
         raise ValueError(f"not an AWS region like eu-west-1: {text!r}")
     return text
 
